@@ -1,0 +1,447 @@
+"""Typed, frozen configs for the whole pipeline.
+
+Raw YAML (plus dotted ``key=value`` overrides from the CLI) becomes these dataclasses once,
+in :func:`load_config`. Unknown keys, wrong types and impossible values raise one
+:class:`ConfigError` naming the dotted key. Derive variants with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from teduo_ray.errors import ConfigError
+
+GoalType = Literal["go_to", "pick_up", "open", "put_next", "go_to_tile"]
+TextMode = Literal["full", "egocentric"]
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The environment family, its layouts and the goal catalogue.
+
+    Args:
+        name: environment adapter; "babyai" (minigrid's BabyAI) is the one shipped.
+        level: registered BabyAI/minigrid id whose generator draws the layouts
+            (e.g. "BabyAI-GoToLocal-v0" for one 8x8 room, "BabyAI-Synth-v0" for 22x22 nine rooms).
+        train_layouts: number of layouts the offline data is collected on.
+        test_layouts: number of unseen layouts used only by evaluation.
+        layout_seed: seed of the first training layout; test layouts start at
+            ``layout_seed + 1_000_000`` so the two sets never overlap.
+        text_mode: state text for the LLM: "full" (absolute tiles, the paper's style) or
+            "egocentric" (steps forward/right of the agent, as in BabyAI-Text).
+        goal_types: goal templates in the catalogue.
+        heldout_fraction: share of colour-object combinations (and tiles) held out; every goal
+            that mentions one is a test goal, worded with paraphrases.
+        num_train_goals: training goals sampled from the catalogue (0 = all).
+        num_test_goals: test goals sampled from the catalogue (0 = all).
+    """
+
+    name: Literal["babyai"] = "babyai"
+    level: str = "BabyAI-GoToLocal-v0"
+    train_layouts: int = 40
+    test_layouts: int = 2
+    layout_seed: int = 0
+    text_mode: TextMode = "full"
+    goal_types: tuple[GoalType, ...] = ("go_to", "pick_up")
+    heldout_fraction: float = 0.2
+    num_train_goals: int = 0
+    num_test_goals: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.train_layouts >= 1, "env.train_layouts", "must be >= 1")
+        _require(self.test_layouts >= 0, "env.test_layouts", "must be >= 0")
+        _require(self.layout_seed >= 0, "env.layout_seed", "must be >= 0")
+        _require(
+            self.train_layouts <= 1_000_000,
+            "env.train_layouts",
+            "at most 1,000,000 (test layouts start 1,000,000 seeds later)",
+        )
+        _require(len(self.goal_types) > 0, "env.goal_types", "name at least one goal type")
+        _require(
+            len(set(self.goal_types)) == len(self.goal_types), "env.goal_types", "has duplicates"
+        )
+        _require(0.0 < self.heldout_fraction < 1.0, "env.heldout_fraction", "must be in (0, 1)")
+        _require(self.num_train_goals >= 0, "env.num_train_goals", "must be >= 0 (0 = all)")
+        _require(self.num_test_goals >= 0, "env.num_test_goals", "must be >= 0 (0 = all)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Collection of the unlabeled transitions.
+
+    Args:
+        episodes_per_layout: episodes collected on each training layout.
+        max_episode_steps: step cap of one episode.
+        behaviour: weights of the behaviour policies, drawn once per episode:
+            "bot" (BabyAI bot following a random training-goal mission) and "random"
+            (uniform random actions). The paper's data came from the bot alone.
+        bot_epsilon: probability that a bot step is replaced by a uniform random action.
+        episodes_per_shard: episodes in one Parquet shard (the unit of work and of resume).
+    """
+
+    episodes_per_layout: int = 25
+    max_episode_steps: int = 64
+    behaviour: dict[str, float] = field(default_factory=lambda: {"bot": 0.8, "random": 0.2})
+    bot_epsilon: float = 0.1
+    episodes_per_shard: int = 50
+
+    def __post_init__(self) -> None:
+        _require(self.episodes_per_layout >= 1, "data.episodes_per_layout", "must be >= 1")
+        _require(self.max_episode_steps >= 1, "data.max_episode_steps", "must be >= 1")
+        _require(self.episodes_per_shard >= 1, "data.episodes_per_shard", "must be >= 1")
+        _require(0.0 <= self.bot_epsilon <= 1.0, "data.bot_epsilon", "must be in [0, 1]")
+        unknown = sorted(set(self.behaviour) - {"bot", "random"})
+        _require(not unknown, "data.behaviour", f"unknown policies {unknown}; use bot, random")
+        _require(
+            all(w >= 0 for w in self.behaviour.values()) and sum(self.behaviour.values()) > 0,
+            "data.behaviour",
+            "weights must be >= 0 and not all zero",
+        )
+
+
+@dataclass(frozen=True)
+class LabelingConfig:
+    """Step 1: state abstraction and hindsight labeling (see TEDUO_SPEC.md, Step 1).
+
+    Args:
+        backend: who judges "is goal g achieved in state s": "oracle" (ground truth,
+            optionally corrupted), "hf" (local Hugging Face causal LM), "vllm", "http".
+        model: Hugging Face model directory or hub id for the hf/vllm backends; "tiny"
+            builds the test-size model.
+        abstraction: "none", "llm" (one call per goal) or "rules" (from the parsed goal).
+        llm_states_per_goal: states per goal the LLM labels (the paper: at most 5,000).
+        reward_model: "per_goal" (the paper's small network per goal) or "shared"
+            (one goal-conditioned model for all goals).
+        precision_target: the reward model's threshold is set for this precision.
+        oracle_precision: precision of the corrupted oracle (1.0 = exact).
+        oracle_recall: recall of the corrupted oracle (1.0 = exact).
+        batch_size: rows per Ray Data batch.
+        num_actors: labeling actors in the Ray Data actor pool.
+    """
+
+    backend: Literal["oracle", "hf", "vllm", "http"] = "oracle"
+    model: str = "tiny"
+    abstraction: Literal["none", "llm", "rules"] = "none"
+    llm_states_per_goal: int = 5000
+    reward_model: Literal["per_goal", "shared"] = "shared"
+    precision_target: float = 0.95
+    oracle_precision: float = 1.0
+    oracle_recall: float = 1.0
+    batch_size: int = 256
+    num_actors: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.llm_states_per_goal >= 1, "labeling.llm_states_per_goal", "must be >= 1")
+        _require(0.0 < self.precision_target <= 1.0, "labeling.precision_target", "in (0, 1]")
+        _require(0.0 < self.oracle_precision <= 1.0, "labeling.oracle_precision", "in (0, 1]")
+        _require(0.0 < self.oracle_recall <= 1.0, "labeling.oracle_recall", "in (0, 1]")
+        _require(self.batch_size >= 1, "labeling.batch_size", "must be >= 1")
+        _require(self.num_actors >= 1, "labeling.num_actors", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Step 2: per-goal tabular Q-learning on the empirical MDP.
+
+    Args:
+        alpha: Q-learning step size (the paper: 0.1).
+        gamma: discount (the paper: 0.7).
+        tolerance: sweeps stop when max |dQ| falls below this (the paper: 1e-6).
+        max_sweeps: safety cap on sweeps.
+        num_actors: Ray actors in the goal-sharded pool.
+        goals_per_shard: goals one actor solves per task.
+        rollout_max_steps: cap on greedy rollouts that become SFT data.
+    """
+
+    alpha: float = 0.1
+    gamma: float = 0.7
+    tolerance: float = 1e-6
+    max_sweeps: int = 10_000
+    num_actors: int = 2
+    goals_per_shard: int = 64
+    rollout_max_steps: int = 64
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.alpha <= 1.0, "rl.alpha", "must be in (0, 1]")
+        _require(0.0 <= self.gamma < 1.0, "rl.gamma", "must be in [0, 1)")
+        _require(self.tolerance > 0.0, "rl.tolerance", "must be > 0")
+        _require(self.max_sweeps >= 1, "rl.max_sweeps", "must be >= 1")
+        _require(self.num_actors >= 1, "rl.num_actors", "must be >= 1")
+        _require(self.goals_per_shard >= 1, "rl.goals_per_shard", "must be >= 1")
+        _require(self.rollout_max_steps >= 1, "rl.rollout_max_steps", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Step 3: distillation into a causal LM with Ray Train (+ DeepSpeed, + LoRA).
+
+    Args:
+        model: Hugging Face model directory or hub id; "tiny" builds a tiny Llama with a
+            tokenizer trained on the environment's vocabulary (nothing downloaded).
+        lora_rank: LoRA rank (0 = full fine-tuning). The paper: 512.
+        lora_alpha: LoRA alpha. The paper: 512.
+        lora_dropout: LoRA dropout. The paper: 0.1.
+        learning_rate: peak learning rate. The paper: 2e-5.
+        epochs: passes over the SFT data. The paper: 3.
+        batch_size: examples per device per step. The paper: 10.
+        max_grad_norm: gradient clipping. The paper: 0.3.
+        warmup_ratio: share of steps spent warming up. The paper: 0.01.
+        val_fraction: share of SFT examples held out for validation. The paper: 0.1.
+        zero_stage: DeepSpeed ZeRO stage (0 = plain DDP, no DeepSpeed).
+        num_workers: Ray Train workers.
+        use_gpu: one GPU per worker.
+        bf16: bfloat16 mixed precision (GPU).
+    """
+
+    model: str = "tiny"
+    lora_rank: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    learning_rate: float = 2e-5
+    epochs: int = 3
+    batch_size: int = 10
+    max_grad_norm: float = 0.3
+    warmup_ratio: float = 0.01
+    val_fraction: float = 0.1
+    zero_stage: int = 2
+    num_workers: int = 2
+    use_gpu: bool = False
+    bf16: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.lora_rank >= 0, "sft.lora_rank", "must be >= 0 (0 = no LoRA)")
+        _require(0.0 <= self.lora_dropout < 1.0, "sft.lora_dropout", "must be in [0, 1)")
+        _require(self.learning_rate > 0, "sft.learning_rate", "must be > 0")
+        _require(self.epochs >= 1, "sft.epochs", "must be >= 1")
+        _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
+        _require(0.0 <= self.warmup_ratio < 1.0, "sft.warmup_ratio", "must be in [0, 1)")
+        _require(0.0 < self.val_fraction < 1.0, "sft.val_fraction", "must be in (0, 1)")
+        _require(self.zero_stage in (0, 1, 2, 3), "sft.zero_stage", "must be 0, 1, 2 or 3")
+        _require(self.num_workers >= 1, "sft.num_workers", "must be >= 1")
+        _require(not (self.bf16 and not self.use_gpu), "sft.bf16", "needs sft.use_gpu=true")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Online evaluation on {train, test} layouts x {train, test} goals.
+
+    Args:
+        episodes_per_cell: (goal, start) pairs per cell. The paper: 400.
+        max_steps: step limit of one episode. The paper: 500.
+        temperature: 0 = greedy; > 0 samples actions (the paper: 0.7).
+        num_actors: environment actors.
+    """
+
+    episodes_per_cell: int = 400
+    max_steps: int = 500
+    temperature: float = 0.0
+    num_actors: int = 2
+
+    def __post_init__(self) -> None:
+        _require(self.episodes_per_cell >= 1, "eval.episodes_per_cell", "must be >= 1")
+        _require(self.max_steps >= 1, "eval.max_steps", "must be >= 1")
+        _require(self.temperature >= 0.0, "eval.temperature", "must be >= 0")
+        _require(self.num_actors >= 1, "eval.num_actors", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How to reach Ray and how much of it each stage takes.
+
+    Args:
+        address: cluster address ("auto", "ray://host:10001", ...); None starts a local Ray
+            unless the RAY_ADDRESS environment variable names one.
+        num_cpus: CPUs of a locally started Ray (None = all).
+        object_store_memory_mb: object store of a locally started Ray (None = Ray's default).
+        collect_cpus_per_task: CPUs one collection task reserves (fractions allowed).
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    object_store_memory_mb: int | None = None
+    collect_cpus_per_task: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.num_cpus is None or self.num_cpus >= 1, "ray.num_cpus", "must be >= 1")
+        _require(
+            self.object_store_memory_mb is None or self.object_store_memory_mb >= 64,
+            "ray.object_store_memory_mb",
+            "must be >= 64",
+        )
+        _require(self.collect_cpus_per_task > 0, "ray.collect_cpus_per_task", "must be > 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One pipeline run.
+
+    Args:
+        run_dir: where every stage reads and writes (local path or a pyarrow.fs URI such
+            as s3://bucket/run); stages talk only through Parquet files here.
+        seed: the one seed every stage derives its randomness from.
+    """
+
+    run_dir: str = "runs/tiny"
+    seed: int = 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    labeling: LabelingConfig = field(default_factory=LabelingConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.run_dir), "run_dir", "must not be empty")
+        _require(self.seed >= 0, "seed", "must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON-ready)."""
+        return _to_plain(dataclasses.asdict(self))
+
+    def section_hash(self, *sections: str) -> str:
+        """Stable hash of the named sections (plus the seed): what a stage's output depends on."""
+        full = self.to_dict()
+        payload = {name: full[name] for name in ("seed", *sections)}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Build a :class:`RunConfig` from a YAML file plus dotted ``key=value`` overrides.
+
+    Args:
+        path: YAML job file (None = all defaults).
+        overrides: e.g. ``["rl.gamma=0.9", "env.goal_types=[go_to]"]``; values are parsed as YAML.
+
+    Returns:
+        The validated, frozen config.
+    """
+    import yaml
+
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        raw = loaded or {}
+    for item in overrides:
+        _apply_override(raw, item)
+    return from_dict(RunConfig, raw)
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    import yaml
+
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected dotted key=value, e.g. rl.gamma=0.7")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Convert a nested mapping to the dataclass ``cls``, checking keys and types."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f"; known: {', '.join(names)}"
+            raise ConfigError(f"unknown key {prefix}{key}{hint}")
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - defensive
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value if value is not None else {}, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {
+            _coerce(args[0], k, f"{key}.{k}"): _coerce(args[1], v, f"{key}.{k}")
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp}")  # pragma: no cover

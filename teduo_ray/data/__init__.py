@@ -1,0 +1,1 @@
+"""Offline data: collection with behaviour policies, the transitions schema, state interning."""

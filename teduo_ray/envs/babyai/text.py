@@ -1,0 +1,172 @@
+"""State-to-text for the LLM: the paper's fully observed absolute description, or an
+egocentric one (steps forward/behind and left/right of the agent, as in BabyAI-Text), which a
+small model trained from scratch learns far more easily.
+
+Both read a :class:`GridState` only, never a live env, so any stage can render any stored state.
+"""
+
+from __future__ import annotations
+
+
+from teduo_ray.envs.babyai.constants import (
+    COLOR_NAMES,
+    DIR_NAMES,
+    DIR_TO_VEC,
+    DOOR_STATES,
+    IDX_TO_OBJECT,
+    OBJECT_TO_IDX,
+)
+from teduo_ray.envs.babyai.state import GridState, decode_state
+
+_BACKGROUND = {OBJECT_TO_IDX["unseen"], OBJECT_TO_IDX["empty"], OBJECT_TO_IDX["floor"]}
+_WALL = OBJECT_TO_IDX["wall"]
+_DOOR = OBJECT_TO_IDX["door"]
+
+
+def render_state(blob: bytes, mode: str) -> str:
+    """Render stored state bytes as text ("full" or "egocentric")."""
+    state = decode_state(blob)
+    if mode == "full":
+        return render_full(state)
+    if mode == "egocentric":
+        return render_egocentric(state)
+    raise ValueError(f"unknown text mode {mode!r}; use 'full' or 'egocentric'")
+
+
+def _object_name(type_idx: int, color_idx: int, door_state: int) -> str:
+    name = f"{COLOR_NAMES[color_idx]} {IDX_TO_OBJECT[type_idx]}"
+    if type_idx == _DOOR:
+        return f"{DOOR_STATES[door_state]} {name}"
+    return name
+
+
+def _carrying_text(state: GridState) -> str:
+    if state.carrying is None:
+        return "you carry nothing"
+    type_idx, color_idx = state.carrying
+    return f"you carry a {COLOR_NAMES[color_idx]} {IDX_TO_OBJECT[type_idx]}"
+
+
+def _objects(state: GridState) -> list[tuple[int, int, str]]:
+    """(x, y, name) for every non-wall, non-empty tile, in row-major order."""
+    types = state.grid[:, :, 0]
+    out = []
+    for y in range(state.height):
+        for x in range(state.width):
+            t = int(types[x, y])
+            if t in _BACKGROUND or t == _WALL:
+                continue
+            c, s = int(state.grid[x, y, 1]), int(state.grid[x, y, 2])
+            out.append((x, y, _object_name(t, c, s)))
+    return out
+
+
+def _interior_wall_runs(state: GridState) -> list[str]:
+    """Interior wall tiles grouped into vertical, then horizontal runs."""
+    walls = state.grid[:, :, 0] == _WALL
+    walls[[0, -1], :] = False
+    walls[:, [0, -1]] = False
+    left = walls.copy()
+    runs: list[str] = []
+    for x in range(state.width):
+        y = 0
+        while y < state.height:
+            if left[x, y]:
+                end = y
+                while end + 1 < state.height and left[x, end + 1]:
+                    end += 1
+                if end > y:
+                    runs.append(f"x={x} from y={y} to y={end}")
+                    left[x, y : end + 1] = False
+                y = end + 1
+            else:
+                y += 1
+    for y in range(state.height):
+        x = 0
+        while x < state.width:
+            if left[x, y]:
+                end = x
+                while end + 1 < state.width and left[end + 1, y]:
+                    end += 1
+                runs.append(f"y={y} from x={x} to x={end}" if end > x else f"({x}, {y})")
+                x = end + 1
+            else:
+                x += 1
+    return runs
+
+
+def render_full(state: GridState) -> str:
+    """Absolute description: grid size, walls, objects with tiles, inventory, agent pose."""
+    parts = [f"grid {state.width}x{state.height}, walls on the border"]
+    runs = _interior_wall_runs(state)
+    if runs:
+        parts.append("interior walls: " + "; ".join(runs))
+    objects = _objects(state)
+    parts.append(
+        "objects: " + ", ".join(f"{name} at ({x}, {y})" for x, y, name in objects)
+        if objects
+        else "objects: none"
+    )
+    parts.append(_carrying_text(state))
+    ax, ay = state.agent
+    parts.append(f"you are at ({ax}, {ay}) facing {DIR_NAMES[state.direction]}")
+    return ". ".join(parts) + "."
+
+
+def _relative(dx: int, dy: int, direction: int) -> tuple[int, int]:
+    """(steps forward, steps right) of an offset for an agent facing ``direction``."""
+    fx, fy = DIR_TO_VEC[direction]
+    rx, ry = -fy, fx
+    return dx * fx + dy * fy, dx * rx + dy * ry
+
+
+def _steps(n: int, ahead: str, back: str) -> str:
+    word = ahead if n > 0 else back
+    k = abs(n)
+    return f"{k} step{'s' if k != 1 else ''} {word}"
+
+
+def _where(forward: int, right: int) -> str:
+    pieces = []
+    if forward:
+        pieces.append(_steps(forward, "forward", "behind"))
+    if right:
+        pieces.append(_steps(right, "right", "left"))
+    return " and ".join(pieces) if pieces else "here"
+
+
+def _wall_distance(state: GridState, vec: tuple[int, int]) -> int:
+    x, y = state.agent
+    d = 0
+    while True:
+        x, y, d = x + vec[0], y + vec[1], d + 1
+        if not (0 <= x < state.width and 0 <= y < state.height):
+            return d
+        if state.grid[x, y, 0] == _WALL:
+            return d
+
+
+def render_egocentric(state: GridState) -> str:
+    """Egocentric description: heading, inventory, wall distances, objects relative to the agent."""
+    f = state.direction
+    fwd, right = DIR_TO_VEC[f], (-DIR_TO_VEC[f][1], DIR_TO_VEC[f][0])
+    back, left = (-fwd[0], -fwd[1]), (-right[0], -right[1])
+    walls = ", ".join(
+        f"{_wall_distance(state, vec)} {name}"
+        for vec, name in ((fwd, "forward"), (left, "left"), (right, "right"), (back, "behind"))
+    )
+    parts = [f"you face {DIR_NAMES[f]}", _carrying_text(state), f"walls: {walls}"]
+    ax, ay = state.agent
+    rel = []
+    for x, y, name in _objects(state):
+        forward, rightward = _relative(x - ax, y - ay, f)
+        rel.append((abs(forward) + abs(rightward), -forward, rightward, name))
+    rel.sort()
+    for _, neg_forward, rightward, name in rel:
+        parts.append(f"{name} {_where(-neg_forward, rightward)}")
+    return ". ".join(parts) + "."
+
+
+
+
+__all__ = ["render_state", "render_full", "render_egocentric"]

@@ -1,0 +1,127 @@
+"""A live BabyAI environment for collection and evaluation (imports minigrid).
+
+A *layout* is what the level generator draws for one seed (walls, doors, objects). An
+episode re-creates its layout, puts the agent on a random free tile facing a random way, and,
+for the bot, replaces the level's mission by a goal from our catalogue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import numpy as np
+
+from teduo_ray.envs.babyai.goals import Goal
+from teduo_ray.envs.babyai.state import state_from_env
+
+
+@contextlib.contextmanager
+def quiet() -> Any:
+    """minigrid prints "Sampling rejected: ..." hundreds of times on resets: swallow it."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+def make_instr(goal: Goal) -> Any | None:
+    """The BabyAI instruction for a goal, or None where BabyAI has none (go_to_tile)."""
+    from minigrid.envs.babyai.core.verifier import (
+        GoToInstr,
+        ObjDesc,
+        OpenInstr,
+        PickupInstr,
+        PutNextInstr,
+    )
+
+    if goal.type == "go_to":
+        return GoToInstr(ObjDesc(goal.obj, goal.color))
+    if goal.type == "pick_up":
+        return PickupInstr(ObjDesc(goal.obj, goal.color))
+    if goal.type == "open":
+        return OpenInstr(ObjDesc("door", goal.color))
+    if goal.type == "put_next":
+        return PutNextInstr(ObjDesc(goal.obj, goal.color), ObjDesc(goal.obj2, goal.color2))
+    return None
+
+class BabyAIWorld:
+    """One minigrid BabyAI env with layout seeds, random starts and catalogue missions.
+
+    Args:
+        level: a registered BabyAI id (e.g. "BabyAI-GoToLocal-v0").
+    """
+
+    def __init__(self, level: str) -> None:
+        import gymnasium as gym
+        import minigrid  # noqa: F401  (registers the BabyAI ids)
+
+        with quiet():
+            self.env = gym.make(level)
+        self.level = level
+        self.u = self.env.unwrapped
+        self.bot: Any | None = None
+        self._last_action: int | None = None
+
+    # ------------------------------------------------------------------ episodes
+    def reset(self, layout_seed: int, rng: np.random.Generator, goal: Goal | None = None) -> bytes:
+        """Start an episode on a layout from a random start; ``goal`` becomes the mission.
+
+        Returns:
+            The encoded start state.
+        """
+        with quiet():
+            self.env.reset(seed=int(layout_seed))
+        self.u.np_random = rng
+        self.u.place_agent()
+        self.u.max_steps = 10**9  # the caller owns the step limit
+        self.u.step_count = 0
+        self.bot = None
+        self._last_action = None
+        if goal is not None:
+            instr = make_instr(goal)
+            if instr is None:
+                raise ValueError(f"goal {goal.key} has no BabyAI instruction")
+            self.u.instrs = instr
+            instr.reset_verifier(self.u)
+            self.u.mission = instr.surface(self.u)
+        return self.state()
+
+    def state(self) -> bytes:
+        return state_from_env(self.u)
+
+    def step(self, action: int) -> bool:
+        """Take an action; True when the current mission's verifier reports success."""
+        _, _, terminated, _, _ = self.env.step(int(action))
+        self._last_action = int(action)
+        return bool(terminated)
+
+    def bot_action(self) -> int:
+        """The BabyAI bot's next action for the current mission (raises if it gives up)."""
+        from minigrid.utils.baby_ai_bot import BabyAIBot
+
+        with quiet():
+            if self.bot is None:
+                self.bot = BabyAIBot(self.u)
+                return int(self.bot.replan())
+            return int(self.bot.replan(self._last_action))
+
+    # ------------------------------------------------------------------ layout facts
+    def grid_size(self) -> tuple[int, int]:
+        return int(self.u.width), int(self.u.height)
+
+    def feasible(self, goal: Goal) -> bool:
+        """Can the bot pursue ``goal`` on the current layout (are its objects there)?"""
+        if goal.type == "go_to_tile":
+            return False
+        objs = [o for o in self.u.grid.grid if o is not None]
+
+        def has(color: str | None, obj: str | None, closed_door: bool = False) -> bool:
+            return any(
+                o.type == obj and o.color == color and (not closed_door or not o.is_open)
+                for o in objs
+            )
+
+        if goal.type == "open":
+            return has(goal.color, "door", closed_door=True)
+        if goal.type == "put_next":
+            return has(goal.color, goal.obj) and has(goal.color2, goal.obj2)
+        return has(goal.color, goal.obj)

@@ -1,0 +1,36 @@
+"""The environment protocol: what the pipeline needs from a symbolic environment.
+
+BabyAI is the first implementation (``envs/babyai``); another symbolic environment plugs in
+by implementing :class:`EnvAdapter` and registering it in :func:`teduo_ray.envs.get_adapter`.
+Ground-truth predicates (``achieved``) serve evaluation and labeler accuracy only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class World(Protocol):
+    """A live environment instance (collection, evaluation)."""
+
+    def reset(self, layout_seed: int, rng: Any, goal: Any | None = None) -> bytes: ...
+    def state(self) -> bytes: ...
+    def step(self, action: int) -> bool: ...
+    def bot_action(self) -> int: ...
+    def feasible(self, goal: Any) -> bool: ...
+
+
+class EnvAdapter(Protocol):
+    """Everything stage code needs to know about an environment.
+
+    States are opaque, self-describing byte strings (equal states, equal bytes).
+    """
+
+    action_names: tuple[str, ...]
+
+    def layout_seeds(self, split: str) -> list[int]: ...
+    def goal_catalogue(self) -> list[Any]: ...
+    def render(self, state: bytes) -> str: ...
+    def achieved(self, goal: Any, state: bytes) -> bool: ...
+    def parse_goal(self, text: str) -> Any | None: ...
+    def make_world(self) -> World: ...

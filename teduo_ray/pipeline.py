@@ -1,0 +1,72 @@
+"""Stage orchestration: the named stages in order, each resumable through its manifest."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from teduo_ray.config import RunConfig
+from teduo_ray.errors import TeduoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage.
+
+    Args:
+        name: CLI name and run-directory folder.
+        summary: one line for --help.
+        run: the stage's entry point (None = not available in this version).
+    """
+
+    name: str
+    summary: str
+    run: Callable[[RunConfig, bool], object] | None
+
+
+def _collect(cfg: RunConfig, progress: bool) -> object:
+    from teduo_ray.data.collect import collect
+
+    return collect(cfg, progress=progress)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("collect", "run behaviour policies in the environment; write unlabeled transitions", _collect),
+    Stage("label", "abstract states and hindsight-label (state, goal) pairs with an LLM + reward model", None),
+    Stage("learn", "per-goal offline Q-learning on the empirical MDP (Ray actor pool)", None),
+    Stage("distill", "greedy rollouts of the Q policies -> SFT data", None),
+    Stage("finetune", "fine-tune the LLM agent with Ray Train (+DeepSpeed, +LoRA)", None),
+    Stage("evaluate", "online evaluation on {train,test} layouts x {train,test} goals", None),
+    Stage("report", "tables and plots of a run", None),
+)
+
+
+def get_stage(name: str) -> Stage:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise TeduoError(f"unknown stage {name!r}; stages: {', '.join(s.name for s in STAGES)}")
+
+
+def run_stage(name: str, cfg: RunConfig, progress: bool = True) -> object:
+    """Run one stage (it skips whatever a previous run already finished)."""
+    stage = get_stage(name)
+    if stage.run is None:
+        raise TeduoError(f"stage '{name}' is not implemented in this version of teduo-ray yet")
+    return stage.run(cfg, progress)
+
+
+def run_all(cfg: RunConfig, progress: bool = True) -> list[str]:
+    """Run every available stage in order; returns the names of the stages that ran."""
+    ran = []
+    for stage in STAGES:
+        if stage.run is None:
+            log.warning("stage %s is not implemented yet; stopping after %s", stage.name, ran[-1:])
+            break
+        result = stage.run(cfg, progress)
+        log.info("%s: %s", stage.name, result)
+        ran.append(stage.name)
+    return ran

@@ -1,0 +1,35 @@
+"""Connecting to Ray: an existing cluster when one is named, a local one otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from teduo_ray.config import RayConfig
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(cfg: RayConfig) -> None:
+    """Start or join Ray once per process.
+
+    An address in the config (or the RAY_ADDRESS environment variable, which
+    ``ray job submit`` sets) joins that cluster; otherwise a local Ray starts with the
+    configured CPUs and object store. Ray already running in this process is reused.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("joining Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=True)
+        return
+    store = cfg.object_store_memory_mb * 1024 * 1024 if cfg.object_store_memory_mb else None
+    ray.init(
+        num_cpus=cfg.num_cpus,
+        object_store_memory=store,
+        include_dashboard=False,
+        log_to_driver=True,
+    )

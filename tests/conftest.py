@@ -1,0 +1,55 @@
+"""Shared fixtures: one real local Ray per test session, small configs, CLI helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from teduo_ray.config import RunConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_local_2cpu() -> Iterator[None]:
+    """A real local Ray with 2 CPUs and a capped object store, shared by the session."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=256 * 1024 * 1024, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def small_config(run_dir: Path | str, *overrides: str) -> RunConfig:
+    """The tiny job shrunk to seconds: 4 layouts x 5 episodes, 3 episodes per shard."""
+    return load_config(
+        REPO / "jobs" / "tiny.yaml",
+        [
+            f"run_dir={run_dir}",
+            "env.train_layouts=4",
+            "data.episodes_per_layout=5",
+            "data.episodes_per_shard=3",
+            "data.max_episode_steps=20",
+            *overrides,
+        ],
+    )
+
+
+def run_teduo(*args: str, timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run the real `teduo` CLI in a subprocess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "teduo_ray.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+        **kwargs,  # type: ignore[arg-type]
+    )

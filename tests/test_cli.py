@@ -1,0 +1,55 @@
+"""The `teduo` CLI: help for every stage, one-line errors, a light import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from teduo_ray.pipeline import STAGES
+from tests.conftest import run_teduo
+
+
+def test_help_for_every_command() -> None:
+    assert run_teduo("--help").returncode == 0
+    for name in [s.name for s in STAGES] + ["run", "config", "bench"]:
+        out = run_teduo(name, "--help")
+        assert out.returncode == 0, (name, out.stderr)
+        assert "usage: teduo" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["collect", "nope.yaml"], "config file not found: nope.yaml"),
+        (["collect", "jobs/tiny.yaml", "rl.gama=1"], "unknown key rl.gama (did you mean rl.gamma?)"),
+        (["label", "jobs/tiny.yaml"], "stage 'label' is not implemented"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(args: list[str], message: str) -> None:
+    out = run_teduo(*args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"teduo: error: {out.stderr.strip().split('error: ', 1)[1]}"]
+    assert message in out.stderr
+
+
+def test_config_command_prints_resolved_yaml() -> None:
+    out = run_teduo("config", "jobs/tiny.yaml", "rl.gamma=0.5")
+    assert out.returncode == 0
+    assert "gamma: 0.5" in out.stdout
+
+
+def test_import_and_help_stay_light() -> None:
+    code = (
+        "import sys, teduo_ray, teduo_ray.cli, teduo_ray.config, teduo_ray.pipeline\n"
+        "teduo_ray.cli.build_parser().format_help()\n"
+        "heavy = [m for m in ('ray', 'torch', 'minigrid', 'transformers', 'deepspeed', 'gymnasium')"
+        " if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"

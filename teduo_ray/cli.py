@@ -57,7 +57,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
         import runpy
 
+        import os
+
         sys.argv = [f"benchmarks.{args.name}", *args.args]
+        sys.path.insert(0, os.getcwd())  # benchmarks/ lives in the repository, not the package
         try:
             runpy.run_module(f"benchmarks.{args.name}", run_name="__main__")
         except ImportError:

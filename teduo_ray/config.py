@@ -130,6 +130,16 @@ class LabelingConfig:
         oracle_recall: recall of the corrupted oracle (1.0 = exact).
         batch_size: rows per Ray Data batch.
         num_actors: labeling actors in the Ray Data actor pool.
+        actor_cpus: CPUs each labeling actor reserves (fractional: leave room for the
+            read and render tasks, or a 2-CPU node deadlocks).
+        actor_gpus: GPUs each hf labeling actor reserves (0 on CPU machines).
+        requests_per_shard: LLM requests per Parquet shard (the unit of resume).
+        reward_lr: reward-model learning rate (the paper's per-goal model: 1e-5).
+        reward_epochs: maximum reward-model epochs (the best validation loss is kept).
+        reward_batch_size: reward-model batch size.
+        torch_threads: CPU threads per labeling actor (fixed, for reproducible scores).
+        http_url: OpenAI-compatible chat-completions URL of the http backend.
+        http_api_key_env: environment variable holding the http backend's API key.
     """
 
     backend: Literal["oracle", "hf", "vllm", "http"] = "oracle"
@@ -142,8 +152,24 @@ class LabelingConfig:
     oracle_recall: float = 1.0
     batch_size: int = 256
     num_actors: int = 1
+    actor_cpus: float = 0.5
+    actor_gpus: float = 0.0
+    requests_per_shard: int = 4096
+    reward_lr: float = 1e-3
+    reward_epochs: int = 20
+    reward_batch_size: int = 256
+    torch_threads: int = 1
+    http_url: str = "http://127.0.0.1:8000/v1/chat/completions"
+    http_api_key_env: str = "OPENAI_API_KEY"
 
     def __post_init__(self) -> None:
+        _require(self.actor_cpus > 0, "labeling.actor_cpus", "must be > 0")
+        _require(self.actor_gpus >= 0, "labeling.actor_gpus", "must be >= 0")
+        _require(self.requests_per_shard >= 1, "labeling.requests_per_shard", "must be >= 1")
+        _require(self.reward_lr > 0, "labeling.reward_lr", "must be > 0")
+        _require(self.reward_epochs >= 1, "labeling.reward_epochs", "must be >= 1")
+        _require(self.reward_batch_size >= 1, "labeling.reward_batch_size", "must be >= 1")
+        _require(self.torch_threads >= 1, "labeling.torch_threads", "must be >= 1")
         _require(self.llm_states_per_goal >= 1, "labeling.llm_states_per_goal", "must be >= 1")
         _require(0.0 < self.precision_target <= 1.0, "labeling.precision_target", "in (0, 1]")
         _require(0.0 < self.oracle_precision <= 1.0, "labeling.oracle_precision", "in (0, 1]")
@@ -315,9 +341,13 @@ class RunConfig:
     def section_hash(self, *sections: str) -> str:
         """Stable hash of the named sections (plus the seed): what a stage's output depends on."""
         full = self.to_dict()
-        payload = {name: full[name] for name in ("seed", *sections)}
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return stable_hash({name: full[name] for name in ("seed", *sections)})
+
+
+def stable_hash(payload: Any) -> str:
+    """Short hash of a JSON-able value, independent of key order."""
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _to_plain(value: Any) -> Any:

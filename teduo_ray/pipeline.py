@@ -33,9 +33,15 @@ def _collect(cfg: RunConfig, progress: bool) -> object:
     return collect(cfg, progress=progress)
 
 
+def _label(cfg: RunConfig, progress: bool) -> object:
+    from teduo_ray.labeling.label import label
+
+    return label(cfg, progress=progress)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("collect", "run behaviour policies in the environment; write unlabeled transitions", _collect),
-    Stage("label", "abstract states and hindsight-label (state, goal) pairs with an LLM + reward model", None),
+    Stage("label", "abstract states and hindsight-label (state, goal) pairs with an LLM + reward model", _label),
     Stage("learn", "per-goal offline Q-learning on the empirical MDP (Ray actor pool)", None),
     Stage("distill", "greedy rollouts of the Q policies -> SFT data", None),
     Stage("finetune", "fine-tune the LLM agent with Ray Train (+DeepSpeed, +LoRA)", None),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import posixpath
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from teduo_ray.errors import DataError
 
 MANIFEST = "_manifest.json"
+log = logging.getLogger(__name__)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -123,11 +125,22 @@ class StageManifest:
     complete: bool = False
 
     @classmethod
-    def load_or_create(cls, run: RunDir, stage: str, config_hash: str, num_shards: int) -> StageManifest:
-        """Load the stage's manifest, or start one. A manifest from another config is an error."""
+    def load_or_create(
+        cls, run: RunDir, stage: str, config_hash: str, num_shards: int, replace_stale: bool = False
+    ) -> StageManifest:
+        """Load the stage's manifest, or start one.
+
+        A manifest from another config is an error (the folder may hold work a user wants to
+        keep), unless ``replace_stale``: then the folder is emptied and the stage starts over
+        (for outputs cheaply derived from files that are kept).
+        """
         if not run.exists(stage, MANIFEST):
             return cls(stage, config_hash, num_shards)
         raw = run.read_json(stage, MANIFEST)
+        if raw.get("config_hash") != config_hash and replace_stale:
+            log.warning("%s is from another config: recomputing it", run.path(stage))
+            run.fs.delete_dir_contents(run.path(stage))
+            return cls(stage, config_hash, num_shards)
         if raw.get("config_hash") != config_hash:
             raise DataError(
                 f"{run.path(stage)} was written by a different config "

@@ -33,3 +33,19 @@ def init_ray(cfg: RayConfig) -> None:
         include_dashboard=False,
         log_to_driver=True,
     )
+
+
+def pool_size(requested: int, cpus_per_actor: float, reserve_cpus: float = 0.5) -> int:
+    """Actors a pool may hold without starving the tasks that feed it.
+
+    An actor pool that takes every CPU leaves none for the read/map tasks upstream and the
+    job hangs without an error; keep ``reserve_cpus`` free and at least one actor.
+    """
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    fits = int((total - reserve_cpus) // cpus_per_actor) if cpus_per_actor > 0 else requested
+    size = max(1, min(requested, fits))
+    if size < requested:
+        log.warning("actor pool capped at %d of %d actors (%.1f CPUs in the cluster)", size, requested, total)
+    return size

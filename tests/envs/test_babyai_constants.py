@@ -11,8 +11,11 @@ from teduo_ray.envs.babyai import constants as c
 
 
 def test_object_table_matches_minigrid() -> None:
-    assert c.OBJECT_TO_IDX == mg.OBJECT_TO_IDX
-    assert c.IDX_TO_OBJECT == mg.IDX_TO_OBJECT
+    ours = {k: v for k, v in c.OBJECT_TO_IDX.items() if k != "obstacle"}
+    assert ours == mg.OBJECT_TO_IDX
+    # the abstraction's extra type does not collide with any of minigrid's
+    assert c.OBJECT_TO_IDX["obstacle"] not in mg.IDX_TO_OBJECT
+    assert c.NO_COLOR not in mg.IDX_TO_COLOR
 
 
 def test_colour_table_matches_minigrid() -> None:

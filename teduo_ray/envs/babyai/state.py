@@ -3,6 +3,7 @@
 Layout: ``[width, height, agent_x, agent_y, agent_dir, carry_type, carry_color]`` followed by
 minigrid's ``grid.encode()`` (width x height x 3: object type, colour, door state). The agent
 is not part of the grid encoding; ``carry_type == 0`` means the agent carries nothing.
+Abstract states (labeling/abstraction.py) use the same layout with role bits (constants.py).
 Equal states have equal bytes, so a state can be interned by its bytes.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from teduo_ray.envs.babyai.constants import DIR_TO_VEC
+from teduo_ray.envs.babyai.constants import CARRY_ROLE_SHIFT, DIR_TO_VEC
 
 HEADER_SIZE = 7
 
@@ -27,12 +28,14 @@ class GridState:
         agent: (x, y) tile of the agent.
         direction: facing direction, 0=east 1=south 2=west 3=north.
         carrying: (object type idx, colour idx) of the carried object, or None.
+        carry_role: role of the carried object in an abstract state (0 = none).
     """
 
     grid: np.ndarray
     agent: tuple[int, int]
     direction: int
     carrying: tuple[int, int] | None
+    carry_role: int = 0
 
     @property
     def width(self) -> int:
@@ -62,11 +65,43 @@ def decode_state(blob: bytes) -> GridState:
     """Unpack bytes written by :func:`encode_state`."""
     width, height, ax, ay, direction, carry_type, carry_color = blob[:HEADER_SIZE]
     grid = np.frombuffer(blob, dtype=np.uint8, offset=HEADER_SIZE).reshape(width, height, 3)
-    carrying = (carry_type, carry_color) if carry_type else None
-    return GridState(grid=grid, agent=(ax, ay), direction=direction, carrying=carrying)
+    role = carry_color >> CARRY_ROLE_SHIFT
+    carrying = (carry_type, carry_color & ((1 << CARRY_ROLE_SHIFT) - 1)) if carry_type else None
+    return GridState(grid, (ax, ay), direction, carrying, role if carry_type else 0)
 
 
 def state_from_env(env: Any) -> bytes:
     """Encode the current state of an (unwrapped) minigrid env."""
     carrying = env.carrying.encode()[:2] if env.carrying is not None else None
     return encode_state(env.grid.encode(), env.agent_pos, env.agent_dir, carrying)
+
+
+@dataclass
+class StateBatch:
+    """Many decoded states of one grid size as arrays (the vectorised form of GridState).
+
+    Args:
+        grids: (N, W, H, 3) uint8.
+        header: (N, 7) uint8 — width, height, x, y, dir, carry type, carry colour.
+    """
+
+    grids: np.ndarray
+    header: np.ndarray
+
+    @classmethod
+    def from_blobs(cls, blobs: list[bytes]) -> StateBatch:
+        if not blobs:
+            return cls(np.zeros((0, 0, 0, 3), np.uint8), np.zeros((0, HEADER_SIZE), np.uint8))
+        sizes = {len(b) for b in blobs}
+        if len(sizes) != 1:
+            raise ValueError("states of different grid sizes cannot share a batch")
+        raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), -1)
+        w, h = int(raw[0, 0]), int(raw[0, 1])
+        return cls(raw[:, HEADER_SIZE:].reshape(len(blobs), w, h, 3).copy(), raw[:, :HEADER_SIZE].copy())
+
+    def to_blobs(self) -> list[bytes]:
+        flat = np.concatenate([self.header, self.grids.reshape(len(self.grids), -1)], axis=1)
+        return [row.tobytes() for row in np.ascontiguousarray(flat)]
+
+    def __len__(self) -> int:
+        return len(self.grids)

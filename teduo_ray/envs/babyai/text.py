@@ -12,9 +12,13 @@ from teduo_ray.envs.babyai.constants import (
     COLOR_NAMES,
     DIR_NAMES,
     DIR_TO_VEC,
+    DOOR_STATE_MASK,
     DOOR_STATES,
     IDX_TO_OBJECT,
+    NO_COLOR,
     OBJECT_TO_IDX,
+    ROLE_NAMES,
+    ROLE_SHIFT,
 )
 from teduo_ray.envs.babyai.state import GridState, decode_state
 
@@ -33,31 +37,40 @@ def render_state(blob: bytes, mode: str) -> str:
     raise ValueError(f"unknown text mode {mode!r}; use 'full' or 'egocentric'")
 
 
-def _object_name(type_idx: int, color_idx: int, door_state: int) -> str:
-    name = f"{COLOR_NAMES[color_idx]} {IDX_TO_OBJECT[type_idx]}"
+def _object_name(type_idx: int, color_idx: int, channel: int) -> str:
+    """"red ball", "locked blue door"; in abstract states "obstacle", "closed door",
+    "goal object", "goal location (a locked door)"."""
+    role = channel >> ROLE_SHIFT
+    kind = IDX_TO_OBJECT[type_idx]
+    name = kind if color_idx == NO_COLOR else f"{COLOR_NAMES[color_idx]} {kind}"
     if type_idx == _DOOR:
-        return f"{DOOR_STATES[door_state]} {name}"
+        name = f"{DOOR_STATES[channel & DOOR_STATE_MASK]} {name}"
+    if role:
+        return ROLE_NAMES[role] + (f" (a {name})" if type_idx == _DOOR else "")
     return name
 
 
 def _carrying_text(state: GridState) -> str:
     if state.carrying is None:
         return "you carry nothing"
+    if state.carry_role:
+        return f"you carry the {ROLE_NAMES[state.carry_role]}"
     type_idx, color_idx = state.carrying
-    return f"you carry a {COLOR_NAMES[color_idx]} {IDX_TO_OBJECT[type_idx]}"
+    name = _object_name(type_idx, color_idx, 0)
+    return f"you carry {'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def _objects(state: GridState) -> list[tuple[int, int, str]]:
-    """(x, y, name) for every non-wall, non-empty tile, in row-major order."""
+    """(x, y, name) for every object tile and every goal-location tile, in row-major order."""
     types = state.grid[:, :, 0]
+    channel = state.grid[:, :, 2]
     out = []
     for y in range(state.height):
         for x in range(state.width):
-            t = int(types[x, y])
-            if t in _BACKGROUND or t == _WALL:
+            t, ch = int(types[x, y]), int(channel[x, y])
+            if (t in _BACKGROUND or t == _WALL) and not ch >> ROLE_SHIFT:
                 continue
-            c, s = int(state.grid[x, y, 1]), int(state.grid[x, y, 2])
-            out.append((x, y, _object_name(t, c, s)))
+            out.append((x, y, _object_name(t, int(state.grid[x, y, 1]), ch)))
     return out
 
 

@@ -1,0 +1,86 @@
+"""Reward-model inputs: an egocentric view of an abstract state plus a small vector.
+
+The view is the whole grid seen from the agent, rotated so the agent faces up, as one-hot
+planes (object type, goal role, door state); the vector is the carried object (type, role)
+and the goal type. Because the abstraction marks goal-relevant cells by role rather than by
+colour and type, one network conditioned this way serves every goal (the shared model), and
+"facing the goal object" is the same input pattern for "go to the red ball" and "go to the
+blue key".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from teduo_ray.envs.babyai.constants import (
+    CARRY_ROLE_SHIFT,
+    DIR_TO_VEC,
+    DOOR_STATE_MASK,
+    OBJECT_TO_IDX,
+    ROLE_SHIFT,
+)
+from teduo_ray.envs.babyai.goals import GOAL_TYPES
+from teduo_ray.envs.babyai.state import StateBatch
+
+NUM_TYPES = max(OBJECT_TO_IDX.values()) + 1
+NUM_ROLES = 3
+PLANES = NUM_TYPES + (NUM_ROLES - 1) + 3  # type one-hot, role (object, location), door state
+VECTOR = NUM_TYPES + NUM_ROLES + len(GOAL_TYPES)
+_DIRS = np.array(DIR_TO_VEC, dtype=np.int64)
+_WALL, _DOOR = OBJECT_TO_IDX["wall"], OBJECT_TO_IDX["door"]
+
+
+def view_radius(width: int, height: int) -> int:
+    """Radius at which the agent sees the whole grid from any tile."""
+    return max(width, height) - 1
+
+
+def egocentric_codes(batch: StateBatch, radius: int) -> np.ndarray:
+    """(N, K, K, 3) uint8 grid cells around the agent, rotated so row 0 is farthest ahead.
+
+    Cell [radius, radius] is the agent's tile and [radius - 1, radius] the tile in front;
+    tiles outside the grid read as walls.
+    """
+    n = len(batch)
+    k = 2 * radius + 1
+    fwd = _DIRS[batch.header[:, 4]]  # (N, 2)
+    right = np.stack([-fwd[:, 1], fwd[:, 0]], axis=1)
+    f = radius - np.arange(k)  # forward offset per row
+    r = np.arange(k) - radius  # right offset per column
+    ax = batch.header[:, 2].astype(np.int64)[:, None, None]
+    ay = batch.header[:, 3].astype(np.int64)[:, None, None]
+    xs = ax + f[None, :, None] * fwd[:, 0, None, None] + r[None, None, :] * right[:, 0, None, None]
+    ys = ay + f[None, :, None] * fwd[:, 1, None, None] + r[None, None, :] * right[:, 1, None, None]
+    w, h = batch.grids.shape[1], batch.grids.shape[2]
+    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    idx = np.broadcast_to(np.arange(n)[:, None, None], xs.shape)
+    out = np.zeros((n, k, k, 3), dtype=np.uint8)
+    out[..., 0] = _WALL
+    out[inside] = batch.grids[idx[inside], xs[inside], ys[inside]]
+    return out
+
+
+def encode(batch: StateBatch, goal_type: str, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs for a batch of abstract states of one goal.
+
+    Returns:
+        planes: (N, PLANES, K, K) float32; vector: (N, VECTOR) float32.
+    """
+    codes = egocentric_codes(batch, radius)
+    n, k = codes.shape[0], codes.shape[1]
+    types, channel = codes[..., 0], codes[..., 2]
+    planes = np.zeros((n, PLANES, k, k), dtype=np.float32)
+    np.put_along_axis(planes, types[:, None].astype(np.int64), 1.0, axis=1)
+    role = channel >> ROLE_SHIFT
+    planes[:, NUM_TYPES] = role == 1
+    planes[:, NUM_TYPES + 1] = role == 2
+    is_door = types == _DOOR
+    for s in range(3):
+        planes[:, NUM_TYPES + 2 + s] = is_door & ((channel & DOOR_STATE_MASK) == s)
+    vector = np.zeros((n, VECTOR), dtype=np.float32)
+    carry_type = batch.header[:, 5].astype(np.int64)
+    carry_role = (batch.header[:, 6] >> CARRY_ROLE_SHIFT).astype(np.int64)
+    vector[np.arange(n), carry_type] = 1.0
+    vector[np.arange(n), NUM_TYPES + np.minimum(carry_role, NUM_ROLES - 1)] = 1.0
+    vector[:, NUM_TYPES + NUM_ROLES + GOAL_TYPES.index(goal_type)] = 1.0
+    return planes, vector

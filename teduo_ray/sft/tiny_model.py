@@ -1,0 +1,117 @@
+"""A tiny Llama-architecture model and a tokenizer trained on the environment's own words.
+
+Nothing is downloaded: the tokenizer is a byte-level BPE trained with ``tokenizers`` on the
+texts the agent will read (goals, paraphrases, state descriptions, prompts, actions), so any
+unseen word still encodes (bytes) instead of crashing or becoming a silent UNK. The model and
+tokenizer are saved as a normal Hugging Face directory and loaded back through
+``from_pretrained``, so tests and the default job run the same loading path as a real model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Size of the tiny model.
+
+    Args:
+        vocab_size: BPE vocabulary size (byte alphabet + merges + specials).
+        hidden_size: transformer width.
+        intermediate_size: MLP width.
+        num_layers: transformer blocks.
+        num_heads: attention heads.
+        max_positions: longest sequence.
+        seed: initialisation seed.
+    """
+
+    vocab_size: int = 1024
+    hidden_size: int = 64
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    max_positions: int = 2048
+    seed: int = 0
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):  # type: ignore[no-untyped-def]
+    """A byte-level BPE ``PreTrainedTokenizerFast`` with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<|pad|>",
+        eos_token="<|end|>",
+        additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_model(out_dir: str | Path, texts: Iterable[str], cfg: TinyModelConfig | None = None) -> Path:
+    """Train a tokenizer on ``texts``, build a tiny ``LlamaForCausalLM``, save both to ``out_dir``.
+
+    Args:
+        out_dir: target Hugging Face directory (written atomically: temp dir, then rename).
+        texts: the corpus the tokenizer learns its merges from.
+        cfg: model size.
+
+    Returns:
+        The directory, loadable with ``AutoModelForCausalLM.from_pretrained``.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = cfg or TinyModelConfig()
+    out = Path(out_dir)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    torch.manual_seed(cfg.seed)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_heads,
+            max_position_embeddings=cfg.max_positions,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=None,
+            tie_word_embeddings=True,
+        )
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

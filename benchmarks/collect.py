@@ -25,8 +25,8 @@ real cores it is close to the core count; on shared or oversubscribed virtual CP
 lower and varies from minute to minute.
 
 Sizes: the job file (default jobs/tiny.yaml) plus overrides, then your key=value overrides.
-``--quick``: 40 layouts x 60 episodes in shards of 50 (2,400 episodes, ~44k transitions,
-48 shards), a baseline of roughly 20-40 s on 2 cores. Default: 40 x 300 episodes in shards
+``--quick``: 40 layouts x 120 episodes in shards of 50 (4,800 episodes, ~88k transitions,
+96 shards), a baseline of roughly 30-40 s on 2 cores. Default: 40 x 300 episodes in shards
 of 50 (12,000 episodes, ~220k transitions, 240 shards), a baseline of roughly 2-3 minutes.
 
 Output: both absolute times, both rates, the device and the ratio; the last line printed
@@ -59,7 +59,7 @@ from teduo_ray.data.collect import EpisodeCollector, collect, plan_shards, write
 from teduo_ray.data.schema import TRANSITIONS
 from teduo_ray.errors import TeduoError
 
-QUICK_OVERRIDES = ("data.episodes_per_layout=60", "data.episodes_per_shard=50")
+QUICK_OVERRIDES = ("data.episodes_per_layout=120", "data.episodes_per_shard=50")
 FULL_OVERRIDES = ("data.episodes_per_layout=300", "data.episodes_per_shard=50")
 MIN_SHARDS_PER_CORE = 10
 OBJECT_STORE_MB = 256

@@ -188,7 +188,9 @@ class RLConfig:
         tolerance: sweeps stop when max |dQ| falls below this (the paper: 1e-6).
         max_sweeps: safety cap on sweeps.
         num_actors: Ray actors in the goal-sharded pool.
-        goals_per_shard: goals one actor solves per task.
+        actor_cpus: CPUs each actor reserves (fractional: leave room on small nodes).
+        goals_per_shard: goals one actor solves per task (bounds an actor's memory:
+            goals x states x actions Q values).
         rollout_max_steps: cap on greedy rollouts that become SFT data.
     """
 
@@ -197,10 +199,12 @@ class RLConfig:
     tolerance: float = 1e-6
     max_sweeps: int = 10_000
     num_actors: int = 2
+    actor_cpus: float = 0.5
     goals_per_shard: int = 64
     rollout_max_steps: int = 64
 
     def __post_init__(self) -> None:
+        _require(self.actor_cpus > 0, "rl.actor_cpus", "must be > 0")
         _require(0.0 < self.alpha <= 1.0, "rl.alpha", "must be in (0, 1]")
         _require(0.0 <= self.gamma < 1.0, "rl.gamma", "must be in [0, 1)")
         _require(self.tolerance > 0.0, "rl.tolerance", "must be > 0")

@@ -39,11 +39,23 @@ def _label(cfg: RunConfig, progress: bool) -> object:
     return label(cfg, progress=progress)
 
 
+def _learn(cfg: RunConfig, progress: bool) -> object:
+    from teduo_ray.rl.learn import learn
+
+    return learn(cfg, progress=progress)
+
+
+def _distill(cfg: RunConfig, progress: bool) -> object:
+    from teduo_ray.rl.distill import distill
+
+    return distill(cfg, progress=progress)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("collect", "run behaviour policies in the environment; write unlabeled transitions", _collect),
     Stage("label", "abstract states and hindsight-label (state, goal) pairs with an LLM + reward model", _label),
-    Stage("learn", "per-goal offline Q-learning on the empirical MDP (Ray actor pool)", None),
-    Stage("distill", "greedy rollouts of the Q policies -> SFT data", None),
+    Stage("learn", "per-goal offline Q-learning on the empirical MDP (Ray actor pool)", _learn),
+    Stage("distill", "greedy rollouts of the Q policies -> SFT data", _distill),
     Stage("finetune", "fine-tune the LLM agent with Ray Train (+DeepSpeed, +LoRA)", None),
     Stage("evaluate", "online evaluation on {train,test} layouts x {train,test} goals", None),
     Stage("report", "tables and plots of a run", None),

@@ -13,7 +13,6 @@ read them unchanged. A rule-based selection from the parsed goal stands in for t
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +120,21 @@ def _descs(items: Any) -> tuple[tuple[str | None, str], ...] | None:
     return tuple(out)
 
 
+def _first_json_object(text: str) -> dict[str, Any] | None:
+    """The first ``{...}`` in the text that decodes as a JSON object (prose may hold braces)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):  # ValueError also covers ints too long to convert
+            value = None
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    return None
+
+
 def parse_selection(text: str) -> Selection | None:
     """Parse an LLM's JSON answer; None for anything malformed, unknown or hostile.
 
@@ -129,14 +143,8 @@ def parse_selection(text: str) -> Selection | None:
     """
     if not isinstance(text, str) or len(text) > 20_000:
         return None
-    match = re.search(r"\{.*\}", text, flags=re.DOTALL)
-    if not match:
-        return None
-    try:
-        raw = json.loads(match.group(0))
-    except (json.JSONDecodeError, RecursionError):
-        return None
-    if not isinstance(raw, dict):
+    raw = _first_json_object(text)
+    if raw is None:
         return None
     objects = _descs(raw.get("goal_objects", []))
     locations = _descs(raw.get("goal_locations", []))
@@ -145,7 +153,7 @@ def parse_selection(text: str) -> Selection | None:
         return None
     tiles = []
     for t in tiles_raw:
-        if not (isinstance(t, list) and len(t) == 2 and all(isinstance(v, int) and 0 <= v < 256 for v in t)):
+        if not (isinstance(t, list) and len(t) == 2 and all(type(v) is int and 0 <= v < 256 for v in t)):
             return None
         tiles.append((t[0], t[1]))
     selection = Selection(objects, locations, tuple(tiles))

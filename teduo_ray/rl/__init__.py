@@ -1,0 +1,1 @@
+"""Step 2: the empirical MDP, offline Q-learning solvers and the goal-sharded actor pool."""

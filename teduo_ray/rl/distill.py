@@ -1,0 +1,174 @@
+"""`teduo distill`: greedy rollouts of the per-goal policies become SFT data (TEDUO_SPEC.md, step 3).
+
+For every training goal and every start state of the data (the first state of each
+episode) not already achieving the goal, the greedy policy is rolled out in the EMPIRICAL
+model (next state = most frequent observed successor) until the labels say the goal is
+reached, or for at most ``rl.rollout_max_steps`` steps; rollouts that never reach it are
+dropped. One example = (goal text, state text) -> the action list. The state text is the
+goal's abstract state when abstraction is on (the agent is queried on abstract states at
+test time too). Written as ``sft/part-XXXXX.parquet`` (one per policy shard), resumable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from teduo_ray.config import RunConfig, stable_hash
+from teduo_ray.data.intern import STATES
+from teduo_ray.errors import DataError
+from teduo_ray.rl.learn import POLICIES, learn_hash, load_mdp, read_achieved
+from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
+
+SFT = "sft"
+SFT_SCHEMA = pa.schema(
+    [
+        pa.field("goal_id", pa.int32(), False),
+        pa.field("goal_text", pa.string(), False),
+        pa.field("state_id", pa.int32(), False),
+        pa.field("state_text", pa.string(), False),
+        pa.field("actions", pa.list_(pa.int8()), False),
+    ]
+)
+
+
+def rollout(next_state: np.ndarray, policy: np.ndarray, achieved: np.ndarray, starts: np.ndarray,
+            max_steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Greedy rollouts of one goal from many start states at once.
+
+    Args:
+        next_state: (S, A) empirical model (-1 = unobserved).
+        policy: (S,) greedy action, -1 where undefined.
+        achieved: (S,) bool, the goal's labels.
+        starts: start state ids (none of them achieving the goal).
+        max_steps: length cap.
+
+    Returns:
+        (mask of the starts whose rollout reached the goal, action list of each of those).
+    """
+    cur = starts.copy()
+    alive = np.ones(len(starts), dtype=bool)
+    reached = np.zeros(len(starts), dtype=bool)
+    taken = np.full((len(starts), max_steps), -1, dtype=np.int8)
+    for t in range(max_steps):
+        act = np.where(alive, policy[cur], -1)
+        alive &= act >= 0
+        taken[alive, t] = act[alive]
+        nxt = np.where(alive, next_state[cur, np.maximum(act, 0)], cur)
+        alive &= nxt >= 0
+        cur = np.where(alive, nxt, cur)
+        hit = alive & achieved[cur]
+        reached |= hit
+        alive &= ~hit
+        if not alive.any():
+            break
+    lengths = (taken >= 0).sum(axis=1)
+    return reached, [taken[i, : lengths[i]] for i in np.flatnonzero(reached)]
+
+
+def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mode: str, max_steps: int,
+                  num_actions: int) -> dict[str, Any]:
+    """Roll out one policy shard's goals and write its SFT rows (a Ray task)."""
+    from teduo_ray.envs.babyai.state import StateBatch
+    from teduo_ray.envs.babyai.text import render_state
+    from teduo_ray.labeling.abstraction import abstract_batch, parse_selection
+
+    run = RunDir(run_dir)
+    mdp = load_mdp(run, num_actions)
+    blobs = run.read_table(STATES, "states.parquet")["state"].to_pylist()
+    ids = run.read_table(STATES, "transitions.parquet").select(["state_id", "step"])
+    starts_all = np.unique(ids.filter(pc.equal(ids["step"], 0))["state_id"].to_numpy())
+    policies = run.read_table(POLICIES, f"{name}.parquet").select(["goal_id", "state_id", "action"])
+    goal_ids = [g["goal_id"] for g in goals]
+    achieved = read_achieved(run, goal_ids, mdp.num_states)
+    cols: dict[str, list[Any]] = {k: [] for k in SFT_SCHEMA.names}
+    stats = []
+    raw = StateBatch.from_blobs(blobs)
+    for k, goal in enumerate(goals):
+        rows = policies.filter(pc.equal(policies["goal_id"], goal["goal_id"]))
+        policy = np.full(mdp.num_states, -1, dtype=np.int64)
+        policy[rows["state_id"].to_numpy()] = rows["action"].to_numpy()
+        starts = starts_all[~achieved[k, starts_all]]
+        reached, plans = rollout(mdp.next_state, policy, achieved[k], starts, max_steps)
+        kept = starts[reached]
+        selection = parse_selection(goal["selection"]) if goal["abstract"] else None
+        if selection is not None and len(kept):
+            shown = abstract_batch(StateBatch(raw.grids[kept], raw.header[kept]), selection).to_blobs()
+        else:
+            shown = [blobs[i] for i in kept]
+        for sid, blob, plan in zip(kept, shown, plans):
+            cols["goal_id"].append(goal["goal_id"])
+            cols["goal_text"].append(goal["text"])
+            cols["state_id"].append(int(sid))
+            cols["state_text"].append(render_state(blob, text_mode))
+            cols["actions"].append(plan.tolist())
+        stats.append({"goal_id": goal["goal_id"], "start_states": int(len(starts)), "reachable": int(reached.sum())})
+    table = pa.table(cols, schema=SFT_SCHEMA)
+    sha = run.write_table(table, SFT, f"{name}.parquet")
+    return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha, "goals": stats}
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """What `distill` produced."""
+
+    path: str
+    examples: int
+    goals: int
+    start_states: int
+    mean_reachable: float
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"distill: {self.examples} SFT examples from {self.goals} goals x {self.start_states} start "
+                f"states; reachable start states per goal {self.mean_reachable:.1%} on average "
+                f"at {self.path} [{self.seconds:.1f}s]")
+
+
+def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
+    """Write the SFT data of every finished policy shard (finished SFT shards are kept)."""
+    import ray
+    from tqdm import tqdm
+
+    from teduo_ray.envs.babyai.constants import NUM_ACTIONS
+    from teduo_ray.runtime import init_ray
+
+    start = time.perf_counter()
+    run = RunDir(cfg.run_dir)
+    if not (run.exists(POLICIES, MANIFEST) and run.read_json(POLICIES, MANIFEST).get("complete")):
+        raise DataError(f"no finished policies in {run.path(POLICIES)}: run `teduo learn` first")
+    policies = run.read_json(POLICIES, MANIFEST)
+    abstractions = {r["goal_id"]: r for r in run.read_table("abstractions", "abstractions.parquet").to_pylist()}
+    abstract = cfg.labeling.abstraction != "none"
+    config_hash = stable_hash([learn_hash(cfg), cfg.env.text_mode, cfg.rl.rollout_max_steps])
+    manifest = StageManifest.load_or_create(run, SFT, config_hash, len(policies["shards"]), replace_stale=True)
+    run.remove_temporaries(SFT)
+    todo = [name for name in sorted(policies["shards"]) if name not in manifest.shards]
+    if todo:
+        init_ray(cfg.ray)
+        task = ray.remote(num_cpus=cfg.rl.actor_cpus, max_retries=3)(distill_shard)
+        refs = []
+        for name in todo:
+            goals = [{"goal_id": g, "text": abstractions[g]["text"], "selection": abstractions[g]["selection"],
+                      "abstract": abstract} for g in policies["shards"][name]["goal_ids"]]
+            refs.append(task.remote(cfg.run_dir, name, goals, cfg.env.text_mode, cfg.rl.rollout_max_steps,
+                                    NUM_ACTIONS))
+        with tqdm(total=len(refs), desc="distill", unit="shard", disable=not progress) as bar:
+            while refs:
+                done, refs = ray.wait(refs, num_returns=1)
+                record = ray.get(done[0])
+                manifest.shards[record["name"]] = record
+                manifest.save(run)
+                bar.update(1)
+    manifest.complete = len(manifest.shards) == len(policies["shards"])
+    manifest.save(run)
+    goal_stats = [g for rec in manifest.shards.values() for g in rec["goals"]]
+    starts = max((g["start_states"] for g in goal_stats), default=0)
+    reach = [g["reachable"] / g["start_states"] for g in goal_stats if g["start_states"]]
+    return DistillResult(run.path(SFT), manifest.rows, len(goal_stats), starts,
+                         float(np.mean(reach)) if reach else 0.0, time.perf_counter() - start)

@@ -1,0 +1,190 @@
+"""`teduo learn`: per-goal offline Q-learning on a pool of Ray actors (TEDUO_SPEC.md, step 2).
+
+Training goals are cut into shards of ``rl.goals_per_shard``; a pool of ``QLearningActor``s
+(each holding the empirical MDP, built once) solves a shard per call with the goal-batched
+solver (solver.py) and writes ``policies/part-XXXXX.parquet``: goal_id, state_id, action
+(greedy), value (max Q), q (Q of every action, NaN where unobserved) — for the states from
+which the goal is reachable; elsewhere the policy is undefined. Actors are restarted and
+their call retried by Ray if they die; finished shards are kept across runs (manifest).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from teduo_ray.config import RunConfig, stable_hash
+from teduo_ray.data.intern import STATES, intern_states
+from teduo_ray.errors import DataError
+from teduo_ray.rl.mdp import EmpiricalMDP, build_mdp
+from teduo_ray.rl.solver import solve_goals
+from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
+
+POLICIES = "policies"
+LABELS = "rewards/labels"
+LABEL_COLUMNS = {"goal_id": pa.int32(), "state_id": pa.int32(), "label": pa.bool_()}
+POLICY_SCHEMA = pa.schema(
+    [
+        pa.field("goal_id", pa.int32(), False),
+        pa.field("state_id", pa.int32(), False),
+        pa.field("action", pa.int8(), False),
+        pa.field("value", pa.float32(), False),
+        pa.field("q", pa.list_(pa.float32()), False),
+    ]
+)
+
+
+def learn_hash(cfg: RunConfig) -> str:
+    """Policies depend on the labels (their own chained hash) and the rl settings."""
+    from teduo_ray.labeling.label import LABELS as LABEL_STEP
+    from teduo_ray.labeling.label import step_hashes
+
+    return stable_hash([step_hashes(cfg)[LABEL_STEP], cfg.section_hash("rl")])
+
+
+def load_mdp(run: RunDir, num_actions: int) -> EmpiricalMDP:
+    """The empirical MDP of the interned transitions."""
+    t = run.read_table(STATES, "transitions.parquet")
+    num_states = run.read_json(STATES, MANIFEST)["shards"]["states"]["rows"]
+    return build_mdp(t["state_id"].to_numpy(), t["action"].to_numpy(), t["next_state_id"].to_numpy(),
+                     int(num_states), num_actions)
+
+
+def read_achieved(run: RunDir, goal_ids: list[int], num_states: int) -> np.ndarray:
+    """(G, S) bool labels of the given goals from rewards/labels (one clear error if the
+    files are missing, corrupt or of another schema)."""
+    try:
+        dataset = pads.dataset(run.path(LABELS), filesystem=run.fs, format="parquet")
+        for name, kind in LABEL_COLUMNS.items():
+            field = dataset.schema.field(name) if name in dataset.schema.names else None
+            if field is None or field.type != kind:
+                raise DataError(
+                    f"{run.path(LABELS)} does not have column {name}: {kind} (found "
+                    f"{dataset.schema}); re-run `teduo label` into a fresh run_dir"
+                )
+        table = dataset.to_table(columns=list(LABEL_COLUMNS), filter=pc.field("goal_id").isin(goal_ids))
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"cannot read the rewards in {run.path(LABELS)}: {exc}; re-run `teduo label`") from None
+    gid = table["goal_id"].to_numpy()
+    sid = table["state_id"].to_numpy()
+    if sid.size and (sid.min() < 0 or sid.max() >= num_states):
+        raise DataError(f"{run.path(LABELS)} names states outside 0..{num_states - 1}: it belongs to other data")
+    rows = np.searchsorted(np.asarray(goal_ids), gid)
+    achieved = np.zeros((len(goal_ids), num_states), dtype=bool)
+    positive = table["label"].to_numpy(zero_copy_only=False).astype(bool)
+    achieved[rows[positive], sid[positive]] = True
+    return achieved
+
+
+class QLearningActor:
+    """Holds the empirical MDP; solves a shard of goals per call and writes its policies.
+
+    Args:
+        run_dir: the run directory.
+        gamma: discount.
+        num_actions: action-space size.
+    """
+
+    def __init__(self, run_dir: str, gamma: float, num_actions: int) -> None:
+        self.run = RunDir(run_dir)
+        self.gamma = gamma
+        self.mdp = load_mdp(self.run, num_actions)
+
+    def solve_shard(self, name: str, goal_ids: list[int]) -> dict[str, Any]:
+        achieved = read_achieved(self.run, goal_ids, self.mdp.num_states)
+        q, action = solve_goals(self.mdp, achieved, self.gamma)
+        g, s = np.nonzero(action >= 0)
+        a = self.mdp.num_actions
+        table = pa.table(
+            {
+                "goal_id": pa.array(np.asarray(goal_ids, dtype=np.int32)[g]),
+                "state_id": pa.array(s.astype(np.int32)),
+                "action": pa.array(action[g, s]),
+                "value": pa.array(np.nanmax(np.where(np.isnan(q[g, s]), -1, q[g, s]), axis=1).astype(np.float32)),
+                "q": pa.FixedSizeListArray.from_arrays(pa.array(q[g, s].ravel()), a).cast(pa.list_(pa.float32())),
+            },
+            schema=POLICY_SCHEMA,
+        )
+        sha = self.run.write_table(table, POLICIES, f"{name}.parquet")
+        solvable = np.bincount(g, minlength=len(goal_ids))
+        return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha,
+                "goal_ids": goal_ids, "states_with_policy": solvable.tolist(),
+                "achieved_states": achieved.sum(axis=1).tolist()}
+
+
+@dataclass(frozen=True)
+class LearnResult:
+    """What `learn` produced."""
+
+    path: str
+    goals: int
+    states: int
+    shards_written: int
+    rows: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"learn: greedy policies of {self.goals} goals over {self.states} states "
+                f"({self.rows} (goal, state) rows, {self.shards_written} shards written now) "
+                f"at {self.path} [{self.seconds:.1f}s]")
+
+
+def training_goal_ids(cfg: RunConfig) -> list[int]:
+    from teduo_ray.envs import get_adapter
+
+    return [e.goal_id for e in get_adapter(cfg.env, cfg.seed).goal_catalogue() if e.split == "train"]
+
+
+def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
+    """Solve every training goal on the actor pool (finished shards are kept).
+
+    Args:
+        cfg: the run config.
+        progress: show a progress bar over goals.
+    """
+    import ray
+    from ray.util import ActorPool
+    from tqdm import tqdm
+
+    from teduo_ray.runtime import init_ray, pool_size
+
+    start = time.perf_counter()
+    run = RunDir(cfg.run_dir)
+    if not (run.exists(LABELS, MANIFEST) and run.read_json(LABELS, MANIFEST).get("complete")):
+        raise DataError(f"no finished rewards in {run.path(LABELS)}: run `teduo label` first")
+    intern_states(cfg)
+    num_states = int(run.read_json(STATES, MANIFEST)["shards"]["states"]["rows"])
+    goal_ids = training_goal_ids(cfg)
+    per = cfg.rl.goals_per_shard
+    shards = {f"part-{k:05d}": goal_ids[i : i + per] for k, i in enumerate(range(0, len(goal_ids), per))}
+    manifest = StageManifest.load_or_create(run, POLICIES, learn_hash(cfg), len(shards), replace_stale=True)
+    run.remove_temporaries(POLICIES)
+    todo = [(name, ids) for name, ids in shards.items() if name not in manifest.shards]
+    if todo:
+        init_ray(cfg.ray)
+        actor_cls = ray.remote(num_cpus=cfg.rl.actor_cpus, max_restarts=3, max_task_retries=3)(QLearningActor)
+        size = min(pool_size(cfg.rl.num_actors, cfg.rl.actor_cpus, reserve_cpus=0.0), len(todo))
+        from teduo_ray.envs.babyai.constants import NUM_ACTIONS
+
+        actors = [actor_cls.remote(cfg.run_dir, cfg.rl.gamma, NUM_ACTIONS) for _ in range(size)]
+        done_goals = sum(len(ids) for name, ids in shards.items() if name in manifest.shards)
+        with tqdm(total=len(goal_ids), initial=done_goals, desc="learn", unit="goal", disable=not progress) as bar:
+            for record in ActorPool(actors).map_unordered(lambda a, item: a.solve_shard.remote(*item), todo):
+                manifest.shards[record["name"]] = record
+                manifest.save(run)
+                bar.update(len(record["goal_ids"]))
+        for actor in actors:
+            ray.kill(actor)
+    manifest.complete = len(manifest.shards) == len(shards)
+    manifest.save(run)
+    return LearnResult(run.path(POLICIES), len(goal_ids), num_states, len(todo), manifest.rows,
+                       time.perf_counter() - start)
+
+
+__all__ = ["learn", "LearnResult", "QLearningActor"]

@@ -434,7 +434,7 @@ def run_llm_labels(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], requests:
     if pending:
         init_ray(cfg.ray)
         files = [run.path(REQUESTS, requests.shards[n]["file"]) for n in pending]
-        ds = ray.data.read_parquet(files, filesystem=run.fs, ray_remote_args={"num_cpus": 0.25})
+        ds = ray.data.read_parquet(files, filesystem=run.fs, num_cpus=0.25)
         ds = build_judge_pipeline(cfg, run, ds, specs)
         expected = {int(n.split("-")[1]): int(requests.shards[n]["rows"]) for n in pending}
         parts: dict[int, list[pa.Table]] = {k: [] for k in expected}

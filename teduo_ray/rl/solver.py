@@ -43,16 +43,19 @@ def goal_distances(mdp: EmpiricalMDP, achieved: np.ndarray) -> np.ndarray:
     dst = mdp.next_state[src, act]
     # predecessor matrix: pred[s, s'] = 1 when an observed action of s leads to s'
     pred = sp.csr_matrix((np.ones(len(src), np.float32), (src, dst)), shape=(mdp.num_states,) * 2)
-    dist = np.where(achieved, 0, UNREACHABLE).astype(np.int32)
-    frontier = achieved.T.astype(np.float32)  # (S, G)
+    reached = np.array(achieved.T, dtype=bool, order="C")  # a copy, (S, G): states along rows
+    dist = np.where(reached, 0, UNREACHABLE).astype(np.int32)
+    frontier = reached.astype(np.float32)
     layer = 0
-    while frontier.any():
+    while True:
         layer += 1
-        hits = (pred @ frontier) > 0  # (S, G): some observed action leads into the frontier
-        new = hits.T & (dist == UNREACHABLE)
+        new = ((pred @ frontier) > 0) & ~reached  # some observed action leads into the frontier
+        if not new.any():
+            break
+        reached |= new
         dist[new] = layer
-        frontier = new.T.astype(np.float32)
-    return dist
+        frontier = new.astype(np.float32)
+    return np.ascontiguousarray(dist.T)
 
 
 def q_from_distances(mdp: EmpiricalMDP, dist: np.ndarray, gamma: float) -> np.ndarray:

@@ -137,6 +137,8 @@ class StageManifest:
         if not run.exists(stage, MANIFEST):
             return cls(stage, config_hash, num_shards)
         raw = run.read_json(stage, MANIFEST)
+        if not isinstance(raw, dict) or "num_shards" not in raw:
+            raise DataError(f"{run.path(stage, MANIFEST)} is not a stage manifest; delete {run.path(stage)} and re-run")
         if raw.get("config_hash") != config_hash and replace_stale:
             log.warning("%s is from another config: recomputing it", run.path(stage))
             run.fs.delete_dir_contents(run.path(stage))

@@ -100,6 +100,8 @@ class StateBatch:
         return cls(raw[:, HEADER_SIZE:].reshape(len(blobs), w, h, 3).copy(), raw[:, :HEADER_SIZE].copy())
 
     def to_blobs(self) -> list[bytes]:
+        if len(self.grids) == 0:
+            return []
         flat = np.concatenate([self.header, self.grids.reshape(len(self.grids), -1)], axis=1)
         return [row.tobytes() for row in np.ascontiguousarray(flat)]
 

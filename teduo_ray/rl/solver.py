@@ -58,15 +58,25 @@ def goal_distances(mdp: EmpiricalMDP, achieved: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(dist.T)
 
 
+def _next_distances(mdp: EmpiricalMDP, dist: np.ndarray) -> np.ndarray:
+    """(G, S, A) d(next(s, a)); UNREACHABLE for unobserved actions too."""
+    observed = mdp.observed
+    nd = dist[:, np.where(observed, mdp.next_state, 0)]
+    nd[:, ~observed] = UNREACHABLE
+    return nd
+
+
 def q_from_distances(mdp: EmpiricalMDP, dist: np.ndarray, gamma: float) -> np.ndarray:
     """(G, S, A) float32 Q* = gamma ** d(next); 0 where unreachable, NaN where unobserved."""
-    observed = mdp.observed
-    reachable = dist[dist != UNREACHABLE]
+    return _q_values(mdp, _next_distances(mdp, dist), gamma)
+
+
+def _q_values(mdp: EmpiricalMDP, nd: np.ndarray, gamma: float) -> np.ndarray:
+    reachable = nd[nd != UNREACHABLE]
     top = int(reachable.max()) if reachable.size else 0
     powers = np.append(np.power(np.float64(gamma), np.arange(top + 1)), 0.0).astype(np.float32)
-    nd = np.where(dist == UNREACHABLE, top + 1, dist)[:, np.where(observed, mdp.next_state, 0)]
-    q = powers[nd]
-    q[:, ~observed] = np.nan
+    q = powers[np.minimum(nd, top + 1)]
+    q[:, ~mdp.observed] = np.nan
     return q
 
 
@@ -80,9 +90,15 @@ def greedy(q: np.ndarray) -> np.ndarray:
 
 
 def solve_goals(mdp: EmpiricalMDP, achieved: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fast solver for a block of goals: (Q of shape (G, S, A), greedy actions (G, S))."""
-    q = q_from_distances(mdp, goal_distances(mdp, achieved), gamma)
-    return q, greedy(q)
+    """Fast solver for a block of goals: (Q of shape (G, S, A), greedy actions (G, S)).
+
+    The greedy action is the first action with the shortest distance after it, which is
+    the argmax of Q* with the lowest index on ties, read off integers instead of floats.
+    """
+    nd = _next_distances(mdp, goal_distances(mdp, achieved))
+    action = nd.argmin(axis=-1)
+    best = np.take_along_axis(nd, action[..., None], axis=-1)[..., 0]
+    return _q_values(mdp, nd, gamma), np.where(best != UNREACHABLE, action, -1).astype(np.int8)
 
 
 def q_learning_reference(mdp: EmpiricalMDP, achieved: np.ndarray, alpha: float, gamma: float,

@@ -157,6 +157,11 @@ class StageManifest:
             complete=bool(raw.get("complete", False)),
         )
 
+    def add(self, run: RunDir, record: dict[str, Any]) -> None:
+        """Record a finished shard (``record["name"]``) and save the manifest at once."""
+        self.shards[record["name"]] = record
+        self.save(run)
+
     def save(self, run: RunDir) -> None:
         run.write_json(
             {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from typing import Any
 
 from teduo_ray.config import RayConfig
 
@@ -33,6 +35,16 @@ def init_ray(cfg: RayConfig) -> None:
         include_dashboard=False,
         log_to_driver=True,
     )
+
+
+def as_completed(refs: list[Any]) -> Iterator[Any]:
+    """Results of Ray ObjectRefs in the order they finish."""
+    import ray
+
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])
 
 
 def pool_size(requested: int, cpus_per_actor: float, reserve_cpus: float = 0.5) -> int:

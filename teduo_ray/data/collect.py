@@ -212,7 +212,7 @@ def collect(cfg: RunConfig, progress: bool = True) -> CollectResult:
     import ray
     from tqdm import tqdm
 
-    from teduo_ray.runtime import init_ray
+    from teduo_ray.runtime import as_completed, init_ray
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
@@ -230,11 +230,8 @@ def collect(cfg: RunConfig, progress: bool = True) -> CollectResult:
         pending = [remote.remote(cfg_ref, s) for s in todo]
         with tqdm(total=len(shards), initial=len(shards) - len(todo), desc="collect",
                   unit="shard", disable=not progress) as bar:
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                record = ray.get(done[0])
-                manifest.shards[record["name"]] = record
-                manifest.save(run)
+            for record in as_completed(pending):
+                manifest.add(run, record)
                 bar.update(1)
     manifest.complete = len(manifest.shards) == len(shards)
     manifest.save(run)

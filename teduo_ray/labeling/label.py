@@ -463,8 +463,7 @@ def _write_llm_shard(run: RunDir, manifest: StageManifest, k: int, table: pa.Tab
     ).sort_by([("goal_id", "ascending"), ("state_id", "ascending")])
     name = f"part-{k:05d}"
     sha = run.write_table(table, LLM_LABELS, f"{name}.parquet")
-    manifest.shards[name] = {"file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha}
-    manifest.save(run)
+    manifest.add(run, {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha})
 
 
 # ----------------------------------------------------------------------------- 5. reward model
@@ -652,8 +651,7 @@ def apply_reward_model(cfg: RunConfig, run: RunDir, blobs: list[bytes], specs: l
         with tqdm(total=len(shards), initial=len(shards) - len(todo), desc="label (all pairs)", unit="shard",
                   disable=not progress) as bar:
             for record in pool.map_unordered(lambda a, item: a.label_shard.remote(*item), todo):
-                manifest.shards[record["name"]] = record
-                manifest.save(run)
+                manifest.add(run, record)
                 bar.update(1)
         for actor in actors:
             ray.kill(actor)

@@ -136,7 +136,7 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     from tqdm import tqdm
 
     from teduo_ray.envs.babyai.constants import NUM_ACTIONS
-    from teduo_ray.runtime import init_ray
+    from teduo_ray.runtime import as_completed, init_ray
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
@@ -159,11 +159,8 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
             refs.append(task.remote(cfg.run_dir, name, goals, cfg.env.text_mode, cfg.rl.rollout_max_steps,
                                     NUM_ACTIONS))
         with tqdm(total=len(refs), desc="distill", unit="shard", disable=not progress) as bar:
-            while refs:
-                done, refs = ray.wait(refs, num_returns=1)
-                record = ray.get(done[0])
-                manifest.shards[record["name"]] = record
-                manifest.save(run)
+            for record in as_completed(refs):
+                manifest.add(run, record)
                 bar.update(1)
     manifest.complete = len(manifest.shards) == len(policies["shards"])
     manifest.save(run)

@@ -176,8 +176,7 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
         done_goals = sum(len(ids) for name, ids in shards.items() if name in manifest.shards)
         with tqdm(total=len(goal_ids), initial=done_goals, desc="learn", unit="goal", disable=not progress) as bar:
             for record in ActorPool(actors).map_unordered(lambda a, item: a.solve_shard.remote(*item), todo):
-                manifest.shards[record["name"]] = record
-                manifest.save(run)
+                manifest.add(run, record)
                 bar.update(len(record["goal_ids"]))
         for actor in actors:
             ray.kill(actor)

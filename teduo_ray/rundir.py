@@ -93,6 +93,22 @@ class RunDir:
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"cannot read {self.path(*parts)}: {exc}") from None
 
+    def finished(self, stage: str, producer: str) -> dict[str, Any]:
+        """The manifest of a finished stage folder, or one clear error naming the command to run."""
+        if not self.exists(stage, MANIFEST):
+            raise DataError(f"nothing in {self.path(stage)}: run `teduo {producer}` first")
+        raw = self.read_json(stage, MANIFEST)
+        if not isinstance(raw, dict) or not raw.get("complete"):
+            raise DataError(f"{self.path(stage)} is incomplete: re-run `teduo {producer}` to finish it")
+        return raw
+
+    def read_shards(self, stage: str, columns: list[str] | None = None) -> pa.Table:
+        """Every shard a stage's manifest lists, concatenated in shard-name order."""
+        manifest = self.read_json(stage, MANIFEST)
+        tables = [self.read_table(stage, rec["file"]) for _, rec in sorted(manifest["shards"].items())]
+        table = pa.concat_tables(tables) if tables else pa.table({})
+        return table.select(columns) if columns else table
+
     def remove_temporaries(self, *parts: str) -> int:
         """Delete temporary files a killed writer left behind in a folder."""
         folder = self.path(*parts)

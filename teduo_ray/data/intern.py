@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 
 from teduo_ray.config import RunConfig
 from teduo_ray.data.schema import TRANSITIONS
-from teduo_ray.errors import DataError
 from teduo_ray.rundir import RunDir, StageManifest
 
 STATES = "states"
@@ -51,13 +50,9 @@ class InternResult:
 def read_transitions(cfg: RunConfig) -> pa.Table:
     """All collected transitions, sorted by (episode_id, step); refuses an unfinished dataset."""
     run = RunDir(cfg.run_dir)
-    if not run.exists(TRANSITIONS, "_manifest.json"):
-        raise DataError(f"no transitions in {run.path(TRANSITIONS)}: run `teduo collect` first")
-    manifest = StageManifest.load_or_create(run, TRANSITIONS, cfg.section_hash("env", "data"), 0)
-    if not manifest.complete:
-        raise DataError(f"{run.path(TRANSITIONS)} is incomplete: re-run `teduo collect` to finish it")
-    tables = [run.read_table(TRANSITIONS, rec["file"]) for _, rec in sorted(manifest.shards.items())]
-    return pa.concat_tables(tables)
+    run.finished(TRANSITIONS, "collect")
+    StageManifest.load_or_create(run, TRANSITIONS, cfg.section_hash("env", "data"), 0)  # same config?
+    return run.read_shards(TRANSITIONS)
 
 
 def intern_table(transitions: pa.Table) -> tuple[pa.Table, pa.Table]:

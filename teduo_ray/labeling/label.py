@@ -400,7 +400,7 @@ def _oracle_flip_rates(cfg: RunConfig, run: RunDir, specs: list[GoalSpec]) -> di
     lab = cfg.labeling
     if lab.oracle_precision >= 1.0:
         return {}
-    table = _read_all(run, REQUESTS, ["goal_id", "state"])
+    table = run.read_shards(REQUESTS, ["goal_id", "state"])
     goals = {s.goal_id: s.goal for s in specs}
     pos: dict[int, int] = {}
     tot: dict[int, int] = {}
@@ -411,13 +411,6 @@ def _oracle_flip_rates(cfg: RunConfig, run: RunDir, specs: list[GoalSpec]) -> di
         pos[int(gid)] = int(achieved_batch(goals[int(gid)], states).sum())
         tot[int(gid)] = len(rows)
     return oracle_flip_rates(pos, tot, lab.oracle_precision, lab.oracle_recall)
-
-
-def _read_all(run: RunDir, folder: str, columns: list[str] | None = None) -> pa.Table:
-    manifest = run.read_json(folder, "_manifest.json")
-    tables = [run.read_table(folder, rec["file"]) for _, rec in sorted(manifest["shards"].items())]
-    table = pa.concat_tables(tables) if tables else pa.table({})
-    return table.select(columns) if columns else table
 
 
 def run_llm_labels(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], requests: StageManifest,
@@ -471,8 +464,8 @@ def _write_llm_shard(run: RunDir, manifest: StageManifest, k: int, table: pa.Tab
 
 def _llm_labeled(run: RunDir) -> pa.Table:
     """Requests joined with their LLM labels, ordered by (goal_id, state_id)."""
-    requests = _read_all(run, REQUESTS, ["goal_id", "state_id", "state"])
-    labels = _read_all(run, LLM_LABELS)
+    requests = run.read_shards(REQUESTS, ["goal_id", "state_id", "state"])
+    labels = run.read_shards(LLM_LABELS)
     joined = requests.join(labels, ["goal_id", "state_id"], join_type="inner")
     return joined.sort_by([("goal_id", "ascending"), ("state_id", "ascending")])
 

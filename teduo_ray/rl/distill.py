@@ -21,9 +21,8 @@ import pyarrow.compute as pc
 
 from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.data.intern import STATES
-from teduo_ray.errors import DataError
 from teduo_ray.rl.learn import POLICIES, learn_hash, load_mdp, read_achieved
-from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
+from teduo_ray.rundir import RunDir, StageManifest
 
 SFT = "sft"
 SFT_SCHEMA = pa.schema(
@@ -140,9 +139,7 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
-    if not (run.exists(POLICIES, MANIFEST) and run.read_json(POLICIES, MANIFEST).get("complete")):
-        raise DataError(f"no finished policies in {run.path(POLICIES)}: run `teduo learn` first")
-    policies = run.read_json(POLICIES, MANIFEST)
+    policies = run.finished(POLICIES, "learn")
     abstractions = {r["goal_id"]: r for r in run.read_table("abstractions", "abstractions.parquet").to_pylist()}
     abstract = cfg.labeling.abstraction != "none"
     config_hash = stable_hash([learn_hash(cfg), cfg.env.text_mode, cfg.rl.rollout_max_steps])

@@ -156,8 +156,7 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
-    if not (run.exists(LABELS, MANIFEST) and run.read_json(LABELS, MANIFEST).get("complete")):
-        raise DataError(f"no finished rewards in {run.path(LABELS)}: run `teduo label` first")
+    run.finished(LABELS, "label")
     intern_states(cfg)
     num_states = int(run.read_json(STATES, MANIFEST)["shards"]["states"]["rows"])
     goal_ids = training_goal_ids(cfg)

@@ -51,14 +51,39 @@ def _distill(cfg: RunConfig, progress: bool) -> object:
     return distill(cfg, progress=progress)
 
 
+def _baselines(cfg: RunConfig, progress: bool) -> object:
+    from teduo_ray.rl.baselines import train_baselines
+
+    return train_baselines(cfg, progress=progress)
+
+
+def _finetune(cfg: RunConfig, progress: bool) -> object:
+    from teduo_ray.sft.finetune import finetune
+
+    return finetune(cfg, progress=progress)
+
+
+def _evaluate(cfg: RunConfig, progress: bool) -> object:
+    from teduo_ray.evaluation.evaluate import evaluate
+
+    return evaluate(cfg, progress=progress)
+
+
+def _report(cfg: RunConfig, progress: bool) -> object:
+    from teduo_ray.report.report import report
+
+    return report(cfg, progress=progress)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("collect", "run behaviour policies in the environment; write unlabeled transitions", _collect),
     Stage("label", "abstract states and hindsight-label (state, goal) pairs with an LLM + reward model", _label),
     Stage("learn", "per-goal offline Q-learning on the empirical MDP (Ray actor pool)", _learn),
+    Stage("baselines", "offline deep-RL baselines on the same labels (RLlib BC, CQL)", _baselines),
     Stage("distill", "greedy rollouts of the Q policies -> SFT data", _distill),
-    Stage("finetune", "fine-tune the LLM agent with Ray Train (+DeepSpeed, +LoRA)", None),
-    Stage("evaluate", "online evaluation on {train,test} layouts x {train,test} goals", None),
-    Stage("report", "tables and plots of a run", None),
+    Stage("finetune", "fine-tune the LLM agent with Ray Train (+DeepSpeed, +LoRA)", _finetune),
+    Stage("evaluate", "online evaluation on {train,test} layouts x {train,test} goals", _evaluate),
+    Stage("report", "tables and plots of a run", _report),
 )
 
 

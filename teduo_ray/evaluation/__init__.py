@@ -1,0 +1,1 @@
+"""Online evaluation: policies run in live environments held by Ray actors."""

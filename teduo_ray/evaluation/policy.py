@@ -27,12 +27,16 @@ class Query:
         goal_key: the catalogue key (``Goal.key``), for policies indexed by training goal
             (the Q-table); a language policy must use ``goal_text`` only.
         goal_id: the catalogue goal id.
+        selection: JSON of the goal's abstraction (``labeling.abstraction.Selection``), made by
+            the evaluation stage with the run's abstraction method ("" = no abstraction);
+            policies trained on abstract states apply it themselves.
     """
 
     state: bytes
     goal_text: str
     goal_key: str
     goal_id: int
+    selection: str = ""
 
 
 class Policy(Protocol):

@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run every stage in order (resumes finished work)")
     _add_config_args(run)
+    run.add_argument("--until", metavar="STAGE", choices=[s.name for s in STAGES],
+                     help="stop after this stage")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (resources, shard counts, expected stage sizes) and exit")
     for stage in STAGES:
         _add_config_args(sub.add_parser(stage.name, help=stage.summary, description=stage.summary))
     show = sub.add_parser("config", help="print the resolved config of a job as YAML")
@@ -75,8 +79,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     from teduo_ray import pipeline
 
     progress = not args.no_progress
+    if args.command == "run" and args.dry_run:
+        from teduo_ray.plan import plan
+
+        print(plan(cfg))
+        return 0
     if args.command == "run":
-        ran = pipeline.run_all(cfg, progress)
+        ran = pipeline.run_all(cfg, progress, until=args.until)
         print(f"ran: {', '.join(ran)}; outputs in {cfg.run_dir}")
         return 0
     result = pipeline.run_stage(args.command, cfg, progress)

@@ -192,6 +192,24 @@ class RLConfig:
         goals_per_shard: goals one actor solves per task (bounds an actor's memory:
             goals x states x actions Q values).
         rollout_max_steps: cap on greedy rollouts that become SFT data.
+        baselines: offline deep-RL baselines the `baselines` stage trains with RLlib on the
+            same labels: "bc" (goal-conditioned behaviour cloning, RLlib BC) and "cql"
+            (discrete CQL: RLlib's DQN module and learner plus the CQL(H) penalty, since
+            RLlib's own CQL and IQL accept only continuous actions). Empty = no-op stage.
+        baseline_bc_data: transitions BC imitates: "successful" (hindsight segments that
+            reach the goal, i.e. filtered BC) or "all".
+        baseline_max_rows: cap on exported rows per dataset (whole segments are sampled).
+        baseline_view_radius: egocentric view radius of the observation (0 = whole grid).
+        baseline_iterations: RLlib ``Algorithm.train()`` calls per baseline.
+        baseline_updates_per_iteration: minibatch updates per iteration
+            (RLlib's ``dataset_num_iters_per_learner``).
+        baseline_batch_size: minibatch size (``train_batch_size_per_learner``).
+        baseline_lr: Adam learning rate of both baselines.
+        baseline_hiddens: hidden layer sizes of the MLP encoders.
+        baseline_cql_weight: weight of the CQL(H) penalty (alpha in Kumar et al. 2020).
+        baseline_target_tau: soft target-network update rate of CQL (every update).
+        baseline_data_cpus: CPUs of RLlib's offline preprocessing actor (fractional: on a
+            2-CPU node the default whole CPU deadlocks the read).
     """
 
     alpha: float = 0.1
@@ -202,8 +220,32 @@ class RLConfig:
     actor_cpus: float = 0.5
     goals_per_shard: int = 64
     rollout_max_steps: int = 64
+    baselines: tuple[Literal["bc", "cql"], ...] = ("bc", "cql")
+    baseline_bc_data: Literal["successful", "all"] = "successful"
+    baseline_max_rows: int = 20_000
+    baseline_view_radius: int = 0
+    baseline_iterations: int = 10
+    baseline_updates_per_iteration: int = 20
+    baseline_batch_size: int = 256
+    baseline_lr: float = 1e-3
+    baseline_hiddens: tuple[int, ...] = (256, 256)
+    baseline_cql_weight: float = 1.0
+    baseline_target_tau: float = 0.01
+    baseline_data_cpus: float = 0.5
 
     def __post_init__(self) -> None:
+        _require(len(set(self.baselines)) == len(self.baselines), "rl.baselines", "has duplicates")
+        _require(self.baseline_max_rows >= 1, "rl.baseline_max_rows", "must be >= 1")
+        _require(self.baseline_view_radius >= 0, "rl.baseline_view_radius", "must be >= 0 (0 = whole grid)")
+        _require(self.baseline_iterations >= 1, "rl.baseline_iterations", "must be >= 1")
+        _require(self.baseline_updates_per_iteration >= 1, "rl.baseline_updates_per_iteration", "must be >= 1")
+        _require(self.baseline_batch_size >= 1, "rl.baseline_batch_size", "must be >= 1")
+        _require(self.baseline_lr > 0, "rl.baseline_lr", "must be > 0")
+        _require(len(self.baseline_hiddens) > 0 and all(h >= 1 for h in self.baseline_hiddens),
+                 "rl.baseline_hiddens", "give at least one layer size, each >= 1")
+        _require(self.baseline_cql_weight >= 0, "rl.baseline_cql_weight", "must be >= 0")
+        _require(0.0 < self.baseline_target_tau <= 1.0, "rl.baseline_target_tau", "must be in (0, 1]")
+        _require(self.baseline_data_cpus > 0, "rl.baseline_data_cpus", "must be > 0")
         _require(self.actor_cpus > 0, "rl.actor_cpus", "must be > 0")
         _require(0.0 < self.alpha <= 1.0, "rl.alpha", "must be in (0, 1]")
         _require(0.0 <= self.gamma < 1.0, "rl.gamma", "must be in [0, 1)")
@@ -234,6 +276,23 @@ class SFTConfig:
         num_workers: Ray Train workers.
         use_gpu: one GPU per worker.
         bf16: bfloat16 mixed precision (GPU).
+        lora_targets: module names LoRA adapts (Llama attention and MLP projections).
+        lora_merge: export the fine-tuned model with the adapters merged into the weights
+            (a plain HF model); false saves the adapter directory (PEFT) next to the base.
+        max_seq_len: prompt + answer tokens kept per example; longer examples are dropped
+            (counted in the result), never silently truncated.
+        cpus_per_worker: CPUs reserved per Ray Train worker. Fractional by default: on a
+            small node, workers that take every CPU starve Ray Data's read/tokenise tasks
+            and training hangs without an error.
+        torch_threads: intra-op threads per worker (0 = leave Ray's OMP_NUM_THREADS).
+        max_failures: worker-group restarts (from the latest checkpoint) before failing.
+        eval_every_steps: also validate and checkpoint every N optimizer steps (0 = once per
+            epoch only).
+        tiny_vocab: BPE vocabulary of the tiny model's tokenizer.
+        tiny_hidden: tiny model width.
+        tiny_intermediate: tiny model MLP width.
+        tiny_layers: tiny model transformer blocks.
+        tiny_heads: tiny model attention heads (must divide tiny_hidden).
     """
 
     model: str = "tiny"
@@ -250,6 +309,18 @@ class SFTConfig:
     num_workers: int = 2
     use_gpu: bool = False
     bf16: bool = False
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_merge: bool = True
+    max_seq_len: int = 1024
+    cpus_per_worker: float = 0.5
+    torch_threads: int = 0
+    max_failures: int = 1
+    eval_every_steps: int = 0
+    tiny_vocab: int = 1024
+    tiny_hidden: int = 128
+    tiny_intermediate: int = 256
+    tiny_layers: int = 3
+    tiny_heads: int = 4
 
     def __post_init__(self) -> None:
         _require(self.lora_rank >= 0, "sft.lora_rank", "must be >= 0 (0 = no LoRA)")
@@ -262,6 +333,22 @@ class SFTConfig:
         _require(self.zero_stage in (0, 1, 2, 3), "sft.zero_stage", "must be 0, 1, 2 or 3")
         _require(self.num_workers >= 1, "sft.num_workers", "must be >= 1")
         _require(not (self.bf16 and not self.use_gpu), "sft.bf16", "needs sft.use_gpu=true")
+        _require(self.lora_rank == 0 or len(self.lora_targets) > 0, "sft.lora_targets", "name at least one module")
+        _require(self.max_seq_len >= 16, "sft.max_seq_len", "must be >= 16")
+        _require(self.cpus_per_worker > 0, "sft.cpus_per_worker", "must be > 0 (fractional is fine)")
+        _require(self.torch_threads >= 0, "sft.torch_threads", "must be >= 0 (0 = Ray's default)")
+        _require(self.max_failures >= 0, "sft.max_failures", "must be >= 0")
+        _require(self.eval_every_steps >= 0, "sft.eval_every_steps", "must be >= 0 (0 = per epoch)")
+        _require(self.tiny_vocab >= 300, "sft.tiny_vocab", "must be >= 300 (256 bytes + specials + merges)")
+        _require(self.tiny_hidden >= 8, "sft.tiny_hidden", "must be >= 8")
+        _require(self.tiny_intermediate >= 8, "sft.tiny_intermediate", "must be >= 8")
+        _require(self.tiny_layers >= 1, "sft.tiny_layers", "must be >= 1")
+        _require(self.tiny_heads >= 1 and self.tiny_hidden % self.tiny_heads == 0, "sft.tiny_heads",
+                 "must be >= 1 and divide sft.tiny_hidden")
+
+
+EvalMethod = Literal["random", "bot", "qtable", "bc", "cql", "prompted", "finetuned"]
+EVAL_METHODS: tuple[str, ...] = typing.get_args(EvalMethod)
 
 
 @dataclass(frozen=True)
@@ -269,22 +356,47 @@ class EvalConfig:
     """Online evaluation on {train, test} layouts x {train, test} goals.
 
     Args:
-        episodes_per_cell: (goal, start) pairs per cell. The paper: 400.
+        methods: what to evaluate, in table order: "random" (uniform actions), "bot" (the
+            BabyAI bot, the ceiling), "qtable" (step 2's tabular policy), "bc"/"cql" (the
+            offline deep-RL baselines), "prompted" (the untrained base LLM), "finetuned"
+            (the TEDUO agent). A method whose upstream output is missing is skipped.
+        episodes_per_cell: (goal, layout, start) triples per cell. The paper: 400.
         max_steps: step limit of one episode. The paper: 500.
-        temperature: 0 = greedy; > 0 samples actions (the paper: 0.7).
-        num_actors: environment actors.
+        temperature: 0 = greedy; > 0 samples actions from softmax(logits / T) (the paper: 0.7;
+            a greedy policy can loop forever between two states).
+        num_actors: environment actors (episodes are spread over them; results do not
+            depend on this number).
+        actor_cpus: CPUs each environment actor reserves (fractional: the policy runs in the
+            driver and a pool that takes every CPU deadlocks a 2-CPU node).
+        max_live_episodes: episodes stepped together; every step the policy answers all of
+            them in one batched call (bounds memory; results do not depend on the actors).
+        llm_batch_size: prompts per forward pass of an LLM policy (micro-batches of a step).
+        torch_threads: CPU threads of an LLM policy (fixed, so results do not depend on load).
     """
 
+    methods: tuple[EvalMethod, ...] = EVAL_METHODS  # type: ignore[assignment]
     episodes_per_cell: int = 400
     max_steps: int = 500
     temperature: float = 0.0
     num_actors: int = 2
+    actor_cpus: float = 0.5
+    max_live_episodes: int = 1024
+    llm_batch_size: int = 64
+    torch_threads: int = 1
 
     def __post_init__(self) -> None:
+        _require(len(self.methods) > 0, "eval.methods", f"name at least one of {', '.join(EVAL_METHODS)}")
+        _require(len(set(self.methods)) == len(self.methods), "eval.methods", "has duplicates")
+        unknown = sorted(set(self.methods) - set(EVAL_METHODS))
+        _require(not unknown, "eval.methods", f"unknown {unknown}; known: {', '.join(EVAL_METHODS)}")
         _require(self.episodes_per_cell >= 1, "eval.episodes_per_cell", "must be >= 1")
         _require(self.max_steps >= 1, "eval.max_steps", "must be >= 1")
         _require(self.temperature >= 0.0, "eval.temperature", "must be >= 0")
         _require(self.num_actors >= 1, "eval.num_actors", "must be >= 1")
+        _require(self.actor_cpus > 0, "eval.actor_cpus", "must be > 0")
+        _require(self.max_live_episodes >= 1, "eval.max_live_episodes", "must be >= 1")
+        _require(self.llm_batch_size >= 1, "eval.llm_batch_size", "must be >= 1")
+        _require(self.torch_threads >= 1, "eval.torch_threads", "must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -96,20 +96,28 @@ def get_stage(name: str) -> Stage:
 
 def run_stage(name: str, cfg: RunConfig, progress: bool = True) -> object:
     """Run one stage (it skips whatever a previous run already finished)."""
+    from teduo_ray.observability import stage_metrics
+
     stage = get_stage(name)
     if stage.run is None:
         raise TeduoError(f"stage '{name}' is not implemented in this version of teduo-ray yet")
-    return stage.run(cfg, progress)
+    with stage_metrics(cfg.run_dir, name):
+        return stage.run(cfg, progress)
 
 
-def run_all(cfg: RunConfig, progress: bool = True) -> list[str]:
-    """Run every available stage in order; returns the names of the stages that ran."""
+def run_all(cfg: RunConfig, progress: bool = True, until: str | None = None) -> list[str]:
+    """Run every stage in order (each resumes its finished work), stopping after ``until``.
+
+    Returns:
+        The names of the stages that ran.
+    """
+    if until is not None:
+        get_stage(until)  # one clear error for an unknown name
     ran = []
     for stage in STAGES:
-        if stage.run is None:
-            log.warning("stage %s is not implemented yet; stopping after %s", stage.name, ran[-1:])
-            break
-        result = stage.run(cfg, progress)
-        log.info("%s: %s", stage.name, result)
+        result = run_stage(stage.name, cfg, progress)
+        print(result, flush=True)
         ran.append(stage.name)
+        if stage.name == until:
+            break
     return ran

@@ -37,6 +37,14 @@ def init_ray(cfg: RayConfig) -> None:
     )
 
 
+def node_id() -> str:
+    """The Ray node this code runs on ("local" outside Ray): shard records carry it, so a
+    run directory shows where each piece of work ran."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+
+
 def as_completed(refs: list[Any]) -> Iterator[Any]:
     """Results of Ray ObjectRefs in the order they finish."""
     import ray

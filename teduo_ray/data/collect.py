@@ -27,6 +27,7 @@ from teduo_ray.config import RunConfig
 from teduo_ray.data.schema import TRANSITIONS, TRANSITIONS_SCHEMA
 from teduo_ray.envs import get_adapter
 from teduo_ray.rundir import RunDir, StageManifest
+from teduo_ray.runtime import node_id
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ def write_shard(cfg: RunConfig, shard: ShardSpec, collector: EpisodeCollector | 
     collector = collector or EpisodeCollector(cfg)
     table, stats = collector.shard_table(shard)
     sha = RunDir(cfg.run_dir).write_table(table, TRANSITIONS, shard.file)
-    return {"name": shard.name, "file": shard.file, "rows": table.num_rows, "sha256": sha, **stats}
+    return {"name": shard.name, "file": shard.file, "rows": table.num_rows, "sha256": sha, **stats,
+            "node": node_id()}
 
 
 @dataclass(frozen=True)

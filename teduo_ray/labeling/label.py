@@ -51,6 +51,7 @@ from teduo_ray.labeling.metrics import quality
 from teduo_ray.labeling.sampling import feature_keys, stratified_pick
 from teduo_ray.labeling.stages import uniform_hash
 from teduo_ray.rundir import RunDir, StageManifest
+from teduo_ray.runtime import node_id
 
 log = logging.getLogger(__name__)
 
@@ -600,7 +601,7 @@ class RewardLabelActor:
         table = pa.table({k: np.concatenate(v) for k, v in cols.items()}, schema=LABELS_SCHEMA)
         sha = self.run.write_table(table, LABELS, f"{name}.parquet")
         return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha,
-                "goal_ids": goal_ids, "stats": stats}
+                "goal_ids": goal_ids, "stats": stats, "node": node_id()}
 
 
 def _accumulate(stats: dict[str, Any], gtype: str, p: np.ndarray, label: np.ndarray, truth: np.ndarray,
@@ -636,7 +637,8 @@ def apply_reward_model(cfg: RunConfig, run: RunDir, blobs: list[bytes], specs: l
     if todo:
         init_ray(cfg.ray)
         lab = cfg.labeling
-        actor_cls = ray.remote(num_cpus=lab.actor_cpus)(RewardLabelActor)
+        actor_cls = ray.remote(num_cpus=lab.actor_cpus, max_restarts=3, max_task_retries=3,
+                               scheduling_strategy="SPREAD")(RewardLabelActor)
         blobs_ref, specs_ref = ray.put(blobs), ray.put(specs)
         size = min(pool_size(lab.num_actors, lab.actor_cpus, reserve_cpus=0.0), len(todo))
         actors = [actor_cls.remote(cfg.run_dir, blobs_ref, specs_ref, meta, lab.torch_threads) for _ in range(size)]

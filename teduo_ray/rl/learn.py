@@ -25,6 +25,7 @@ from teduo_ray.errors import DataError
 from teduo_ray.rl.mdp import EmpiricalMDP, build_mdp
 from teduo_ray.rl.solver import solve_goals
 from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
+from teduo_ray.runtime import node_id
 
 POLICIES = "policies"
 LABELS = "rewards/labels"
@@ -41,11 +42,14 @@ POLICY_SCHEMA = pa.schema(
 
 
 def learn_hash(cfg: RunConfig) -> str:
-    """Policies depend on the labels (their own chained hash) and the rl settings."""
+    """Policies depend on the labels (their own chained hash) and the solver's settings; not
+    on the pool's size, the rollout cap or the baselines' settings."""
     from teduo_ray.labeling.label import LABELS as LABEL_STEP
     from teduo_ray.labeling.label import step_hashes
 
-    return stable_hash([step_hashes(cfg)[LABEL_STEP], cfg.section_hash("rl")])
+    rl = cfg.rl
+    solver = [rl.alpha, rl.gamma, rl.tolerance, rl.max_sweeps, rl.goals_per_shard]
+    return stable_hash([step_hashes(cfg)[LABEL_STEP], solver])
 
 
 def load_mdp(run: RunDir, num_actions: int) -> EmpiricalMDP:
@@ -115,7 +119,7 @@ class QLearningActor:
         solvable = np.bincount(g, minlength=len(goal_ids))
         return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha,
                 "goal_ids": goal_ids, "states_with_policy": solvable.tolist(),
-                "achieved_states": achieved.sum(axis=1).tolist()}
+                "achieved_states": achieved.sum(axis=1).tolist(), "node": node_id()}
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,9 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
     todo = [(name, ids) for name, ids in shards.items() if name not in manifest.shards]
     if todo:
         init_ray(cfg.ray)
-        actor_cls = ray.remote(num_cpus=cfg.rl.actor_cpus, max_restarts=3, max_task_retries=3)(QLearningActor)
+        # SPREAD: on a cluster the pool lands on as many nodes as it can (one node: no change).
+        actor_cls = ray.remote(num_cpus=cfg.rl.actor_cpus, max_restarts=3, max_task_retries=3,
+                               scheduling_strategy="SPREAD")(QLearningActor)
         size = min(pool_size(cfg.rl.num_actors, cfg.rl.actor_cpus, reserve_cpus=0.0), len(todo))
         from teduo_ray.envs.babyai.constants import NUM_ACTIONS
 

@@ -1,0 +1,99 @@
+"""Method registry: results-table name -> a factory of its batched :class:`Policy`.
+
+Upstream stages are optional (the baselines stage may be disabled, fine-tuning may not have
+run): a factory raises :class:`MethodUnavailable` with the reason, and the evaluation stage
+skips that method with a warning line instead of failing. Upstream modules are imported
+lazily, inside the factories, so evaluation works with whatever parts of the pipeline exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from teduo_ray.config import RunConfig
+from teduo_ray.envs.babyai.constants import NUM_ACTIONS
+from teduo_ray.errors import TeduoError
+from teduo_ray.evaluation.policy import Policy, Query, RandomPolicy
+
+
+class MethodUnavailable(Exception):
+    """A method cannot run in this run directory (its upstream output is missing)."""
+
+
+class BotPolicy:
+    """The BabyAI bot (the ceiling). It needs the live environment, so the environment
+    actors choose its actions themselves; ``act`` is never called by the evaluation loop."""
+
+    name = "bot"
+
+    def act(self, queries: Sequence[Query], rng: np.random.Generator) -> np.ndarray:
+        raise RuntimeError("the bot runs inside the environment actors (rollout.run_episodes)")
+
+
+def _upstream(module: str, attr: str, *fallbacks: str) -> Any:
+    """``module.attr`` (or the first fallback module that has it), else MethodUnavailable."""
+    reasons = []
+    for name in (module, *fallbacks):
+        try:
+            return getattr(importlib.import_module(name), attr)
+        except (ImportError, AttributeError) as exc:
+            reasons.append(f"{name}.{attr}: {exc.__class__.__name__}: {exc}")
+    raise MethodUnavailable("; ".join(reasons))
+
+
+def _qtable(cfg: RunConfig) -> Policy:
+    cls = _upstream("teduo_ray.rl.qtable", "QTablePolicy")
+    return cls.from_run(cfg)
+
+
+def _baseline(algo: str) -> Callable[[RunConfig], Policy]:
+    def build(cfg: RunConfig) -> Policy:
+        return _upstream("teduo_ray.rl.baselines", "load_policy")(cfg, algo)
+
+    return build
+
+
+def _llm(which: str, name: str) -> Callable[[RunConfig], Policy]:
+    def build(cfg: RunConfig) -> Policy:
+        from teduo_ray.evaluation.llm_policy import LLMPolicy
+
+        model_dir = _upstream("teduo_ray.sft.finetune", which, "teduo_ray.sft.models")(cfg)
+        ev = cfg.eval
+        return LLMPolicy(str(model_dir), cfg.env.text_mode, temperature=ev.temperature,
+                         micro_batch=ev.llm_batch_size, torch_threads=ev.torch_threads, name=name)
+
+    return build
+
+
+METHODS: dict[str, Callable[[RunConfig], Policy]] = {
+    "random": lambda cfg: RandomPolicy(NUM_ACTIONS),
+    "bot": lambda cfg: BotPolicy(),
+    "qtable": _qtable,
+    "bc": _baseline("bc"),
+    "cql": _baseline("cql"),
+    "prompted": _llm("base_model_dir", "prompted"),
+    "finetuned": _llm("final_model_dir", "finetuned"),
+}
+
+
+def build_policy(cfg: RunConfig, name: str) -> Policy:
+    """The policy of a method, or :class:`MethodUnavailable` saying why it cannot run here.
+
+    Raises:
+        MethodUnavailable: the upstream module/function is missing, its output is missing
+            (a TeduoError from upstream), or its files cannot be read.
+    """
+    if name not in METHODS:
+        raise TeduoError(f"eval.methods: unknown method {name!r}; known: {', '.join(METHODS)}")
+    try:
+        policy = METHODS[name](cfg)
+    except MethodUnavailable:
+        raise
+    except (TeduoError, FileNotFoundError, NotADirectoryError) as exc:
+        raise MethodUnavailable(str(exc)) from None
+    policy.name = name  # type: ignore[misc]  # the table's name, whatever the class calls itself
+    return policy

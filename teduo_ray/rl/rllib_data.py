@@ -1,0 +1,293 @@
+"""The labeled data in RLlib's offline format, goal-conditioned (for the `baselines` stage).
+
+One RLlib "episode" is a hindsight segment of one original episode for one training goal:
+it starts at a state where the goal is not achieved and runs until the labels (TEDUO's
+step-1 rewards, ``rewards/labels/``) say the next state achieves the goal (reward 1,
+``terminateds`` = True) or the original episode ends (``truncateds`` = True). Transitions
+out of an achieved state are dropped: the goal is already done there. Rows have RLlib's
+columns (eps_id, t, obs, actions, rewards, new_obs, terminateds, truncateds), plus goal_id,
+state_id and next_state_id for inspection (RLlib is told to read only its own columns).
+
+The observation is what the reward model reads (labeling/features.py): the egocentric
+one-hot view of the goal's ABSTRACT state (the abstraction marks the goal object / location
+by role and turns everything else into colourless obstacles) plus the carried object and a
+goal-type one-hot, flattened to one float vector. It names no colour and no layout, so the
+same network can act for unseen goals and layouts (compositional by construction); the Q
+table, keyed by raw state ids, cannot.
+
+Two datasets are written under ``baselines/data/``: ``all/`` (every segment, for the
+value-based method) and ``successful/`` (segments that reach the goal: the hindsight-
+relabelled demonstrations goal-conditioned BC imitates). Each is capped at
+``rl.baseline_max_rows`` by sampling whole segments with the run's seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from teduo_ray.config import RunConfig, stable_hash
+from teduo_ray.data.intern import STATES
+from teduo_ray.envs.babyai.state import StateBatch
+from teduo_ray.errors import DataError
+from teduo_ray.labeling import features
+from teduo_ray.labeling.abstraction import Selection, abstract_batch, parse_selection
+from teduo_ray.rundir import RunDir, StageManifest
+
+DATA = "baselines/data"
+DATASETS = ("all", "successful")
+ROWS_PER_SHARD = 4096
+EXPORT_FIELDS = ("baseline_max_rows", "baseline_view_radius")
+
+
+@dataclass(frozen=True)
+class ObsSpec:
+    """Shape of the flat observation vector.
+
+    Args:
+        width: grid width of the states.
+        height: grid height.
+        radius: egocentric view radius.
+    """
+
+    width: int
+    height: int
+    radius: int
+
+    @property
+    def size(self) -> int:
+        k = 2 * self.radius + 1
+        return features.PLANES * k * k + features.VECTOR
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def obs_spec(cfg: RunConfig, width: int, height: int) -> ObsSpec:
+    radius = cfg.rl.baseline_view_radius or features.view_radius(width, height)
+    return ObsSpec(width, height, radius)
+
+
+def featurize(batch: StateBatch, goal_type: str, spec: ObsSpec) -> np.ndarray:
+    """(N, spec.size) float32 observations of ABSTRACT states of one goal type."""
+    planes, vector = features.encode(batch, goal_type, spec.radius)
+    return np.concatenate([planes.reshape(len(batch), -1), vector], axis=1)
+
+
+def featurize_queries(blobs: Sequence[bytes], selections: Sequence[Selection], goal_types: Sequence[str],
+                      spec: ObsSpec) -> np.ndarray:
+    """Observations of raw states, each abstracted with its own goal's selection.
+
+    Queries are grouped by (selection, goal type), so a batch of live episodes costs one
+    vectorised abstraction + encoding per distinct goal.
+    """
+    out = np.zeros((len(blobs), spec.size), dtype=np.float32)
+    groups: dict[tuple[Selection, str], list[int]] = {}
+    for i, key in enumerate(zip(selections, goal_types)):
+        groups.setdefault(key, []).append(i)
+    for (selection, goal_type), rows in groups.items():
+        batch = abstract_batch(StateBatch.from_blobs([blobs[i] for i in rows]), selection)
+        out[rows] = featurize(batch, goal_type, spec)
+    return out
+
+
+def export_hash(cfg: RunConfig) -> str:
+    """The export depends on the labels (their chained hash) and the export settings."""
+    from teduo_ray.labeling.label import LABELS, step_hashes
+
+    rl = dataclasses.asdict(cfg.rl)
+    return stable_hash([step_hashes(cfg)[LABELS], cfg.seed, {f: rl[f] for f in EXPORT_FIELDS}])
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Hindsight segments of one goal, as index arrays into the transitions table.
+
+    Args:
+        rows: transition row of each kept step (segment order, then step order).
+        segment: segment number of each kept step.
+        reward: 1.0 where the next state achieves the goal.
+        success: the step's segment reaches the goal.
+    """
+
+    rows: np.ndarray
+    segment: np.ndarray
+    reward: np.ndarray
+    success: np.ndarray
+
+
+def goal_segments(episode: np.ndarray, state: np.ndarray, next_state: np.ndarray,
+                  achieved: np.ndarray) -> Segments:
+    """Cut transitions (sorted by episode, step) into hindsight segments for one goal.
+
+    A transition out of an achieved state is dropped; a segment ends at the first
+    transition into an achieved state (reward 1) or at the end of its episode.
+    """
+    keep = ~achieved[state]
+    reward = achieved[next_state] & keep
+    rows = np.flatnonzero(keep)
+    if rows.size == 0:
+        empty = np.zeros(0, np.int64)
+        return Segments(empty, empty, np.zeros(0, np.float32), np.zeros(0, bool))
+    # a new segment starts at the first kept row of an episode or after a dropped row / a success
+    starts = np.ones(rows.size, dtype=bool)
+    starts[1:] = (episode[rows[1:]] != episode[rows[:-1]]) | (rows[1:] != rows[:-1] + 1) | reward[rows[:-1]]
+    segment = np.cumsum(starts) - 1
+    succeeded = np.zeros(segment[-1] + 1, dtype=bool)
+    succeeded[segment[reward[rows]]] = True
+    return Segments(rows, segment, reward[rows].astype(np.float32), succeeded[segment])
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What the export wrote (rows per dataset, observation size)."""
+
+    rows: dict[str, int]
+    obs: ObsSpec
+    written: bool
+
+
+def _input_tables(run: RunDir) -> tuple[pa.Table, list[bytes], pa.Table, dict[int, Selection]]:
+    from teduo_ray.labeling.label import ABSTRACTIONS, LABELS
+
+    run.finished(LABELS, "label")
+    run.finished(STATES, "label")
+    transitions = run.read_table(STATES, "transitions.parquet").sort_by(
+        [("episode_id", "ascending"), ("step", "ascending")])
+    blobs = run.read_table(STATES, "states.parquet")["state"].to_pylist()
+    from teduo_ray.rl.learn import LABEL_COLUMNS
+
+    labels = run.read_shards(LABELS)
+    for name, kind in LABEL_COLUMNS.items():
+        if name not in labels.schema.names or labels.schema.field(name).type != kind:
+            raise DataError(f"{run.path(LABELS)} does not have column {name}: {kind}; "
+                            "re-run `teduo label` into a fresh run_dir")
+    abstractions = run.read_table(ABSTRACTIONS, "abstractions.parquet")
+    selections = {}
+    for gid, text in zip(abstractions["goal_id"].to_pylist(), abstractions["selection"].to_pylist()):
+        parsed = parse_selection(text)
+        selections[int(gid)] = parsed if parsed is not None else Selection()
+    return transitions, blobs, labels, selections
+
+
+def export(cfg: RunConfig) -> ExportResult:
+    """Write ``baselines/data/{all,successful}/part-*.parquet`` (skipped when done)."""
+    from teduo_ray.envs import get_adapter
+
+    run = RunDir(cfg.run_dir)
+    manifest = StageManifest.load_or_create(run, DATA, export_hash(cfg), 0, replace_stale=True)
+    if manifest.complete:
+        meta = run.read_json(DATA, "meta.json")
+        return ExportResult(meta["rows"], ObsSpec(**meta["obs"]), written=False)
+    run.remove_temporaries(DATA)
+    transitions, blobs, labels, selections = _input_tables(run)
+    if not blobs:
+        raise DataError(f"{run.path(STATES)} holds no states: re-run `teduo collect` and `teduo label`")
+    states = StateBatch.from_blobs(blobs)
+    spec = obs_spec(cfg, int(states.header[0, 0]), int(states.header[0, 1]))
+    goals = {e.goal_id: e.goal for e in get_adapter(cfg.env, cfg.seed).goal_catalogue() if e.split == "train"}
+
+    episode = transitions["episode_id"].to_numpy()
+    state = transitions["state_id"].to_numpy().astype(np.int64)
+    next_state = transitions["next_state_id"].to_numpy().astype(np.int64)
+    action = transitions["action"].to_numpy().astype(np.int64)
+    lab_goal = labels["goal_id"].to_numpy()
+    lab_state = labels["state_id"].to_numpy()
+    lab_pos = labels["label"].to_numpy(zero_copy_only=False).astype(bool)
+
+    # every (goal, segment): pick whole segments at random until the row cap
+    per_goal: dict[int, Segments] = {}
+    for gid in sorted(goals):
+        if gid not in selections:
+            raise DataError(f"goal {gid} has no abstraction in {run.path('abstractions')}: re-run `teduo label`")
+        achieved = np.zeros(len(blobs), dtype=bool)
+        achieved[lab_state[(lab_goal == gid) & lab_pos]] = True
+        per_goal[gid] = goal_segments(episode, state, next_state, achieved)
+    rng = np.random.default_rng([cfg.seed, 4242])
+    rows_written: dict[str, int] = {}
+    for name in DATASETS:
+        pool = [(gid, k) for gid, seg in per_goal.items()
+                for k in np.unique(seg.segment[seg.success] if name == "successful" else seg.segment)]
+        order = rng.permutation(len(pool))
+        chosen: dict[int, set[int]] = {}
+        total = 0
+        sizes = {gid: np.bincount(seg.segment) if seg.segment.size else np.zeros(0, int) for gid, seg in per_goal.items()}
+        for i in order:
+            gid, k = pool[i]
+            n = int(sizes[gid][k])
+            if total + n > cfg.rl.baseline_max_rows:
+                continue
+            chosen.setdefault(gid, set()).add(int(k))
+            total += n
+        rows_written[name] = _write_dataset(run, manifest, name, per_goal, chosen, goals, selections, states,
+                                            spec, episode, action, state, next_state)
+    run.write_json({"rows": rows_written, "obs": spec.to_dict()}, DATA, "meta.json")
+    manifest.complete = True
+    manifest.save(run)
+    return ExportResult(rows_written, spec, written=True)
+
+
+def _write_dataset(run: RunDir, manifest: StageManifest, name: str, per_goal: dict[int, Segments],
+                   chosen: dict[int, set[int]], goals: dict, selections: dict[int, Selection],
+                   states: StateBatch, spec: ObsSpec, episode: np.ndarray, action: np.ndarray,
+                   state: np.ndarray, next_state: np.ndarray) -> int:
+    """Write one dataset in shards of about ROWS_PER_SHARD rows; returns its rows."""
+    pending: list[pa.Table] = []
+    pending_rows, part, total = 0, 0, 0
+
+    def flush() -> None:
+        nonlocal pending, pending_rows, part
+        if not pending:
+            return
+        table = pa.concat_tables(pending)
+        file = f"{name}/part-{part:05d}.parquet"
+        sha = run.write_table(table, DATA, file)
+        manifest.add(run, {"name": file, "file": file, "rows": table.num_rows, "sha256": sha})
+        pending, pending_rows, part = [], 0, part + 1
+
+    for gid in sorted(chosen):
+        seg = per_goal[gid]
+        mask = np.isin(seg.segment, sorted(chosen[gid]))
+        rows, segment, reward = seg.rows[mask], seg.segment[mask], seg.reward[mask]
+        used = np.unique(np.concatenate([state[rows], next_state[rows]]))
+        abstract = abstract_batch(StateBatch(states.grids[used], states.header[used]), selections[gid])
+        obs_of = featurize(abstract, goals[gid].type, spec)
+        where = {int(s): i for i, s in enumerate(used)}
+        obs = obs_of[[where[int(s)] for s in state[rows]]]
+        new_obs = obs_of[[where[int(s)] for s in next_state[rows]]]
+        last = np.ones(rows.size, dtype=bool)
+        last[:-1] = segment[1:] != segment[:-1]
+        first = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+        t = np.arange(rows.size) - np.repeat(first, np.diff(np.r_[first, rows.size]))
+        terminated = reward > 0
+        table = pa.table({
+            "eps_id": pa.array([f"g{gid}-e{int(episode[r])}-s{int(k)}" for r, k in zip(rows, segment)]),
+            "t": pa.array(t),
+            "obs": _matrix(obs),
+            "actions": pa.array(action[rows]),
+            "rewards": pa.array(reward.astype(np.float32)),
+            "new_obs": _matrix(new_obs),
+            "terminateds": pa.array(terminated),
+            "truncateds": pa.array(last & ~terminated),
+            "goal_id": pa.array(np.full(rows.size, gid, np.int32)),
+            "state_id": pa.array(state[rows].astype(np.int32)),
+            "next_state_id": pa.array(next_state[rows].astype(np.int32)),
+        })
+        pending.append(table)
+        pending_rows += table.num_rows
+        total += table.num_rows
+        if pending_rows >= ROWS_PER_SHARD:
+            flush()
+    flush()
+    return total
+
+
+def _matrix(values: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.astype(np.float32).ravel()), values.shape[1])
+
+
+__all__ = ["export", "featurize", "featurize_queries", "goal_segments", "obs_spec", "ObsSpec"]

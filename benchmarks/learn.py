@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="bench-learn-"))
         run_dir = tmp / "run"
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 << 20)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 << 20)
         print("preparing data: collect + label the tiny job (oracle labels) ...", flush=True)
         _labeled_run(run_dir, args.overrides)
         ray.shutdown()

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from teduo_ray.errors import ConfigError
 
-GoalType = Literal["go_to", "pick_up", "open", "put_next", "go_to_tile"]
+GoalType = Literal["go_to", "pick_up", "open", "put_next", "go_to_tile", "and"]
 TextMode = Literal["full", "egocentric"]
 
 
@@ -133,6 +133,8 @@ class LabelingConfig:
         actor_cpus: CPUs each labeling actor reserves (fractional: leave room for the
             read and render tasks, or a 2-CPU node deadlocks).
         actor_gpus: GPUs each hf labeling actor reserves (0 on CPU machines).
+        tensor_parallel: GPUs one vLLM engine spans (e.g. 4 for Llama-3-70B on 80 GB GPUs);
+            the vllm backend then takes ``num_actors x tensor_parallel`` GPUs.
         requests_per_shard: LLM requests per Parquet shard (the unit of resume).
         reward_lr: reward-model learning rate (the paper's per-goal model: 1e-5).
         reward_epochs: maximum reward-model epochs (the best validation loss is kept).
@@ -154,6 +156,7 @@ class LabelingConfig:
     num_actors: int = 1
     actor_cpus: float = 0.5
     actor_gpus: float = 0.0
+    tensor_parallel: int = 1
     requests_per_shard: int = 4096
     reward_lr: float = 1e-3
     reward_epochs: int = 20
@@ -165,6 +168,7 @@ class LabelingConfig:
     def __post_init__(self) -> None:
         _require(self.actor_cpus > 0, "labeling.actor_cpus", "must be > 0")
         _require(self.actor_gpus >= 0, "labeling.actor_gpus", "must be >= 0")
+        _require(self.tensor_parallel >= 1, "labeling.tensor_parallel", "must be >= 1")
         _require(self.requests_per_shard >= 1, "labeling.requests_per_shard", "must be >= 1")
         _require(self.reward_lr > 0, "labeling.reward_lr", "must be > 0")
         _require(self.reward_epochs >= 1, "labeling.reward_epochs", "must be >= 1")

@@ -8,6 +8,7 @@ bounds (episodes x step cap), since bot episodes end early.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 from teduo_ray.config import RunConfig
@@ -32,6 +33,8 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     entries = get_adapter(cfg.env, cfg.seed).goal_catalogue()
     train = sum(1 for e in entries if e.split == "train")
     test = len(entries) - train
+    by_type = Counter(e.goal.type for e in entries if e.split == "train")
+    goal_mix = ", ".join(f"{t} {n}" for t, n in sorted(by_type.items(), key=lambda kv: -kv[1]))
     episodes = cfg.env.train_layouts * cfg.data.episodes_per_layout
     transitions = episodes * cfg.data.max_episode_steps
     states = transitions + episodes  # upper bound: every step a new state
@@ -49,13 +52,16 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     ray = cfg.ray
     cluster = ray.address or "local Ray (or RAY_ADDRESS)"
     return [
+        {"stage": "goals", "units": f"{train} train + {test} test", "resources": "-",
+         "size": f"train by type: {goal_mix}"},
         {"stage": "cluster", "units": cluster, "resources": f"num_cpus={ray.num_cpus or 'all'}",
          "size": f"run_dir={cfg.run_dir}"},
         {"stage": "collect", "units": f"{math.ceil(episodes / cfg.data.episodes_per_shard)} shard tasks",
          "resources": f"{ray.collect_cpus_per_task} CPU/task",
          "size": f"{_fmt(episodes)} episodes, <= {_fmt(transitions)} transitions"},
         {"stage": "label", "units": f"{lab.num_actors} {lab.backend} actors, {_fmt(math.ceil(requests / lab.requests_per_shard))} request shards, {label_shards} label shards",
-         "resources": f"{lab.actor_cpus} CPU + {lab.actor_gpus} GPU/actor",
+         "resources": (f"{lab.actor_cpus} CPU + {lab.tensor_parallel} GPU/actor (tensor parallel)"
+                       if lab.backend == "vllm" else f"{lab.actor_cpus} CPU + {lab.actor_gpus} GPU/actor"),
          "size": f"{train} train + {test} test goals; <= {_fmt(states)} states; {_fmt(llm_calls)} LLM calls; <= {_fmt(pairs)} (state, goal) pairs"},
         {"stage": "learn", "units": f"{rl.num_actors} actors, {math.ceil(train / rl.goals_per_shard)} goal shards",
          "resources": f"{rl.actor_cpus} CPU/actor, <= {_fmt(q_bytes / 2**20)} MiB Q per shard",

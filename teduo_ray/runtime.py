@@ -30,6 +30,7 @@ def init_ray(cfg: RayConfig) -> None:
         return
     store = cfg.object_store_memory_mb * 1024 * 1024 if cfg.object_store_memory_mb else None
     ray.init(
+        address="local",  # a new local Ray, even if `ray start` left a cluster on this machine
         num_cpus=cfg.num_cpus,
         object_store_memory=store,
         include_dashboard=False,

@@ -21,7 +21,7 @@ def ray_local_2cpu() -> Iterator[None]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=256 * 1024 * 1024, include_dashboard=False)
+        ray.init(address="local", num_cpus=2, object_store_memory=256 * 1024 * 1024, include_dashboard=False)
     yield
     ray.shutdown()
 

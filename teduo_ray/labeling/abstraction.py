@@ -66,7 +66,14 @@ class Selection:
 
 
 def rules_selection(goal: Goal) -> Selection:
-    """The selection a correct LLM would make, derived from the parsed goal."""
+    """The selection a correct LLM would make, derived from the parsed goal.
+
+    An "and" goal selects the union of its parts' selections (order kept, no repeats).
+    """
+    if goal.type == "and":
+        parts = [rules_selection(p) for p in goal.parts]
+        union = lambda field: tuple(dict.fromkeys(x for s in parts for x in getattr(s, field)))  # noqa: E731
+        return Selection(union("goal_objects"), union("goal_locations"), union("goal_tiles"))
     if goal.type == "go_to_tile":
         assert goal.tile is not None
         return Selection(goal_tiles=(goal.tile,))

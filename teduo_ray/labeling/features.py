@@ -2,7 +2,7 @@
 
 The view is the whole grid seen from the agent, rotated so the agent faces up, as one-hot
 planes (object type, goal role, door state); the vector is the carried object (type, role)
-and the goal type. Because the abstraction marks goal-relevant cells by role rather than by
+and the goal type (multi-hot over the parts' types for "and" goals). Because the abstraction marks goal-relevant cells by role rather than by
 colour and type, one network conditioned this way serves every goal (the shared model), and
 "facing the goal object" is the same input pattern for "go to the red ball" and "go to the
 blue key".
@@ -19,13 +19,15 @@ from teduo_ray.envs.babyai.constants import (
     OBJECT_TO_IDX,
     ROLE_SHIFT,
 )
-from teduo_ray.envs.babyai.goals import GOAL_TYPES
+from teduo_ray.envs.babyai.goals import ATOMIC_GOAL_TYPES, Goal
 from teduo_ray.envs.babyai.state import StateBatch
 
 NUM_TYPES = max(OBJECT_TO_IDX.values()) + 1
 NUM_ROLES = 3
 PLANES = NUM_TYPES + (NUM_ROLES - 1) + 3  # type one-hot, role (object, location), door state
-VECTOR = NUM_TYPES + NUM_ROLES + len(GOAL_TYPES)
+# The goal-type slots are the atomic types only: an "and" goal sets the slots of its parts
+# (multi-hot), so adding compositional goals left every existing model's input unchanged.
+VECTOR = NUM_TYPES + NUM_ROLES + len(ATOMIC_GOAL_TYPES)
 _DIRS = np.array(DIR_TO_VEC, dtype=np.int64)
 _WALL, _DOOR = OBJECT_TO_IDX["wall"], OBJECT_TO_IDX["door"]
 
@@ -60,8 +62,26 @@ def egocentric_codes(batch: StateBatch, radius: int) -> np.ndarray:
     return out
 
 
+def goal_type_tag(goal: Goal) -> str:
+    """The goal-type argument of :func:`encode`: the type, or "and:<t1>+<t2>" for a conjunction."""
+    if goal.type == "and":
+        return "and:" + "+".join(p.type for p in goal.parts)
+    return goal.type
+
+
+def goal_type_slots(goal_type: str) -> list[int]:
+    """Goal-type one-hot slots set for a type or tag ("and:pick_up+go_to" sets two; a bare
+    "and", whose parts are unknown, sets none)."""
+    if goal_type == "and":
+        return []
+    names = goal_type[4:].split("+") if goal_type.startswith("and:") else [goal_type]
+    return [ATOMIC_GOAL_TYPES.index(t) for t in names]
+
+
 def encode(batch: StateBatch, goal_type: str, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs for a batch of abstract states of one goal.
+
+    ``goal_type`` is ``Goal.type`` or, better for "and" goals, :func:`goal_type_tag`.
 
     Returns:
         planes: (N, PLANES, K, K) float32; vector: (N, VECTOR) float32.
@@ -82,5 +102,6 @@ def encode(batch: StateBatch, goal_type: str, radius: int) -> tuple[np.ndarray, 
     carry_role = (batch.header[:, 6] >> CARRY_ROLE_SHIFT).astype(np.int64)
     vector[np.arange(n), carry_type] = 1.0
     vector[np.arange(n), NUM_TYPES + np.minimum(carry_role, NUM_ROLES - 1)] = 1.0
-    vector[:, NUM_TYPES + NUM_ROLES + GOAL_TYPES.index(goal_type)] = 1.0
+    for slot in goal_type_slots(goal_type):
+        vector[:, NUM_TYPES + NUM_ROLES + slot] = 1.0
     return planes, vector

@@ -365,7 +365,8 @@ def build_judge_pipeline(cfg: RunConfig, run: RunDir, ds: Any, specs: list[GoalS
     )
     if lab.backend in ("vllm", "http"):
         if lab.backend == "vllm":
-            processor = stages.build_vllm_judge(lab.model, lab.batch_size, lab.num_actors)
+            processor = stages.build_vllm_judge(lab.model, lab.batch_size, lab.num_actors,
+                                                tensor_parallel=lab.tensor_parallel)
         else:
             key = os.environ.get(lab.http_api_key_env)
             processor = stages.build_http_judge(lab.http_url, lab.model, lab.batch_size, lab.num_actors, None, key)
@@ -414,6 +415,11 @@ def _oracle_flip_rates(cfg: RunConfig, run: RunDir, specs: list[GoalSpec]) -> di
     return oracle_flip_rates(pos, tot, lab.oracle_precision, lab.oracle_recall)
 
 
+def _read_request_shards(batch: pa.Table, run_dir: str) -> pa.Table:
+    run = RunDir(run_dir)
+    return pa.concat_tables([run.read_table(REQUESTS, f) for f in batch["file"].to_pylist()])
+
+
 def run_llm_labels(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], requests: StageManifest,
                    config_hash: str, progress: bool) -> StageManifest:
     """Label the pending request shards with the LLM backend (a finished shard is kept)."""
@@ -427,8 +433,13 @@ def run_llm_labels(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], requests:
     pending = sorted(n for n in requests.shards if n not in manifest.shards)
     if pending:
         init_ray(cfg.ray)
-        files = [run.path(REQUESTS, requests.shards[n]["file"]) for n in pending]
-        ds = ray.data.read_parquet(files, filesystem=run.fs, num_cpus=0.25)
+        files = [requests.shards[n]["file"] for n in pending]
+        # Not ray.data.read_parquet: its file-listing task takes a whole CPU, which a node
+        # whose CPUs are partly held by the judge actors never has (a silent hang on small
+        # nodes). Each request shard is read by a 0.25-CPU task instead.
+        ds = ray.data.from_items([{"file": f} for f in files]).map_batches(
+            _read_request_shards, fn_kwargs={"run_dir": cfg.run_dir}, batch_size=1, num_cpus=0.25,
+            batch_format="pyarrow")
         ds = build_judge_pipeline(cfg, run, ds, specs)
         expected = {int(n.split("-")[1]): int(requests.shards[n]["rows"]) for n in pending}
         parts: dict[int, list[pa.Table]] = {k: [] for k in expected}

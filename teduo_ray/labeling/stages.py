@@ -253,7 +253,8 @@ def _judge_postprocess(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_vllm_judge(model: str, batch_size: int, concurrency: int, max_model_len: int = 8192) -> Any:
+def build_vllm_judge(model: str, batch_size: int, concurrency: int, max_model_len: int = 8192,
+                     tensor_parallel: int = 1) -> Any:
     """A ``ray.data.llm`` vLLM processor that judges rows with goal_text/state_text.
 
     Needs vLLM and GPUs to run; building it (and inspecting its stages) works on CPU.
@@ -262,7 +263,8 @@ def build_vllm_judge(model: str, batch_size: int, concurrency: int, max_model_le
 
     config = vLLMEngineProcessorConfig(
         model_source=model,
-        engine_kwargs={"max_model_len": max_model_len, "enable_prefix_caching": True},
+        engine_kwargs={"max_model_len": max_model_len, "enable_prefix_caching": True,
+                       "tensor_parallel_size": tensor_parallel},
         concurrency=concurrency,
         batch_size=batch_size,
     )

@@ -216,7 +216,7 @@ def train_func(config: dict[str, Any]) -> None:
     val_shard = ray.train.get_dataset_shard("val")
     pad = trainer.tokenizer.pad_token_id
     every = config["eval_every_steps"]
-    tokens = torch.zeros(2, dtype=torch.float64)  # non-pad tokens, step seconds (first step excluded)
+    tokens = torch.zeros(2, dtype=torch.float64)  # non-pad tokens, seconds of timed steps
 
     def checkpoint_and_report(epoch_done: bool) -> None:
         metrics = trainer.validate(val_shard)
@@ -239,7 +239,7 @@ def train_func(config: dict[str, Any]) -> None:
             has_files = any(os.scandir(folder))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if has_files else None)
 
-    first_timed = True
+    last_end: float | None = None  # the first step (warm-up) and validation pauses are not timed
     while state["epoch"] < config["epochs"]:
         skip = state["step_in_epoch"]
         batches = train_shard.iter_torch_batches(batch_size=config["batch_size"], collate_fn=partial(collate, pad_id=pad))
@@ -248,12 +248,13 @@ def train_func(config: dict[str, Any]) -> None:
                 continue
             t0 = time.perf_counter()
             loss = trainer.step(batch)
-            dt = time.perf_counter() - t0
+            now = time.perf_counter()
+            dt = now - t0
             n_tok = int(batch["attention_mask"].sum())
-            if not first_timed:
+            if last_end is not None:  # wall time since the previous step ended: data wait + step
                 tokens[0] += n_tok
-                tokens[1] += dt
-            first_timed = False
+                tokens[1] += now - last_end
+            last_end = now
             state["step"] += 1
             state["step_in_epoch"] = i + 1
             state["history"].append({"kind": "train", "step": state["step"], "epoch": state["epoch"], "loss": loss,
@@ -261,6 +262,8 @@ def train_func(config: dict[str, Any]) -> None:
                                      "tokens_per_s": n_tok / dt if dt > 0 else 0.0})
             if every and state["step"] % every == 0:
                 checkpoint_and_report(epoch_done=False)
+                last_end = None
             if config.get("fail_at_step") and state["step"] == config["fail_at_step"] and state["restarts"] == 0:
                 raise RuntimeError(f"injected failure at step {state['step']} (fault-tolerance test)")
         checkpoint_and_report(epoch_done=True)
+        last_end = None

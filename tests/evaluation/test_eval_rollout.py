@@ -31,6 +31,17 @@ class AlwaysForward:
         return np.full(len(queries), FORWARD, dtype=np.int64)
 
 
+@pytest.fixture(scope="module")
+def pool(ray_local_2cpu: None):  # type: ignore[no-untyped-def]
+    """Two environment actors shared by the module's tests (worker start-up is the slow part)."""
+    import ray
+
+    actors = make_actors(small_config("unused"), 2)
+    yield actors
+    for a in actors:
+        ray.kill(a)
+
+
 def cfg_for(tmp_path, *overrides: str):  # type: ignore[no-untyped-def]
     return small_config(tmp_path, "eval.episodes_per_cell=6", "eval.max_steps=24", *overrides)
 
@@ -65,14 +76,14 @@ def test_plan_is_deterministic_feasible_and_uses_the_goal_wording(tmp_path) -> N
     assert any(s.goal_text != s.goal.text for s in specs if s.goal_split == "test")  # paraphrased
 
 
-def test_always_forward_counts_invalid_actions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_always_forward_counts_invalid_actions(tmp_path, pool) -> None:  # type: ignore[no-untyped-def]
     cfg = cfg_for(tmp_path)
     specs = [s for s in plan_episodes(cfg)[0] if s.goal_type == "pick_up"]  # forward never picks up
     assert specs
     from teduo_ray.envs.babyai.world import BabyAIWorld
 
     world = BabyAIWorld(cfg.env.level)
-    results = run_episodes(cfg, AlwaysForward(), specs, {}, np.random.default_rng(0))
+    results = run_episodes(cfg, AlwaysForward(), specs, {}, np.random.default_rng(0), actors=pool)
     assert [r.spec for r in results] == specs
     for r in results:
         start = world.reset(r.spec.layout, np.random.default_rng(list(r.spec.start_seed)), r.spec.goal)
@@ -81,13 +92,13 @@ def test_always_forward_counts_invalid_actions(tmp_path) -> None:  # type: ignor
         assert r.invalid == 24 - walk, (r.spec, walk)
 
 
-def test_bot_succeeds_and_verifier_agrees_with_predicates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bot_succeeds_and_verifier_agrees_with_predicates(tmp_path, pool) -> None:  # type: ignore[no-untyped-def]
     cfg = cfg_for(tmp_path, "eval.max_steps=64")
     specs = plan_episodes(cfg)[0]
-    bot = run_episodes(cfg, BotPolicy(), specs, {}, np.random.default_rng(0))
+    bot = run_episodes(cfg, BotPolicy(), specs, {}, np.random.default_rng(0), actors=pool)
     assert all(r.success for r in bot), [r for r in bot if not r.success]
     assert all(1 <= r.length < 64 and r.length == r.steps for r in bot)
-    rand = run_episodes(cfg, RandomPolicy(7), specs, {}, np.random.default_rng(0))
+    rand = run_episodes(cfg, RandomPolicy(7), specs, {}, np.random.default_rng(0), actors=pool)
     for r in bot + rand:
         assert achieved_bytes(r.spec.goal, r.final_state) == r.success, r.spec
     failed = [r for r in rand if not r.success]
@@ -96,6 +107,7 @@ def test_bot_succeeds_and_verifier_agrees_with_predicates(tmp_path) -> None:  # 
     assert all(0 <= r.invalid <= r.steps for r in rand)
 
 
+@pytest.mark.slow
 def test_random_results_do_not_depend_on_actors_or_placement(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = cfg_for(tmp_path, "eval.max_live_episodes=10")
     specs = plan_episodes(cfg)[0]
@@ -113,19 +125,19 @@ def test_random_results_do_not_depend_on_actors_or_placement(tmp_path) -> None: 
     assert one == two and len(one) == len(specs)
 
 
-def test_waves_bound_the_batch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_waves_bound_the_batch(tmp_path, pool) -> None:  # type: ignore[no-untyped-def]
     cfg = cfg_for(tmp_path, "eval.max_live_episodes=5", "eval.max_steps=3")
     specs = plan_episodes(cfg)[0]
     policy = AlwaysForward()
-    results = run_episodes(cfg, policy, specs, {}, np.random.default_rng(0))
+    results = run_episodes(cfg, policy, specs, {}, np.random.default_rng(0), actors=pool)
     assert len(results) == len(specs) and max(policy.batches) == 5
 
 
-def test_bad_policy_output_is_an_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_policy_output_is_an_error(tmp_path, pool) -> None:  # type: ignore[no-untyped-def]
     class Bad(AlwaysForward):
         def act(self, queries, rng):  # type: ignore[no-untyped-def]
             return np.full(len(queries), 9, dtype=np.int64)
 
     cfg = cfg_for(tmp_path)
     with pytest.raises(ValueError, match="outside"):
-        run_episodes(cfg, Bad(), plan_episodes(cfg)[0][:2], {}, np.random.default_rng(0))
+        run_episodes(cfg, Bad(), plan_episodes(cfg)[0][:2], {}, np.random.default_rng(0), actors=pool)

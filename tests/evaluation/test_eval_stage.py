@@ -46,6 +46,7 @@ def test_stage_writes_episodes_and_summary_and_skips_missing_upstream(tmp_path) 
     assert mine[M.INVALID_PCT] == pytest.approx(100 * sum(r["invalid"] for r in cell) / sum(r["steps"] for r in cell))
 
 
+@pytest.mark.slow
 def test_rerun_is_a_noop_and_a_method_added_later_runs_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
     first = evaluate(small_config(tmp_path, *FAST, "eval.methods=[random]"), progress=False)
     assert first.ran == ["random"]
@@ -61,6 +62,7 @@ def test_rerun_is_a_noop_and_a_method_added_later_runs_alone(tmp_path) -> None: 
     assert manifest["complete"] and set(manifest["shards"]) == {"random", "bot"}
 
 
+@pytest.mark.slow
 def test_other_episode_settings_need_another_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from teduo_ray.errors import DataError
 

@@ -107,3 +107,16 @@ def test_sampling_is_valid_and_seeded(model_dir: Path, queries: list[Query]) -> 
     np.testing.assert_array_equal(a, b)
     assert ((a >= 0) & (a < NUM_ACTIONS)).all()
     assert p.act([], np.random.default_rng(0)).shape == (0,)
+
+
+def test_shared_prefix_cache_matches_whole_prompts(policy: LLMPolicy, queries: list[Query]) -> None:
+    prompts = policy.prompts(queries)
+    shared = policy.action_logits(prompts)
+    assert policy.share_prefix, "the prefix path fell back"
+    policy.share_prefix = False
+    try:
+        plain = policy.action_logits(prompts)
+    finally:
+        policy.share_prefix = True
+    np.testing.assert_allclose(shared, plain, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(shared.argmax(axis=1), plain.argmax(axis=1))

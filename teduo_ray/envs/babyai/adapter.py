@@ -46,7 +46,8 @@ class BabyAIAdapter:
         return world.grid_size()
 
     def goal_catalogue(self) -> list[GoalEntry]:
-        size = self.grid_size if "go_to_tile" in self.cfg.goal_types else None
+        needs_grid = "go_to_tile" in self.cfg.goal_types or "and" in self.cfg.goal_types
+        size = self.grid_size if needs_grid else None
         return build_catalogue(
             self.cfg.goal_types,
             self.cfg.heldout_fraction,

@@ -4,6 +4,8 @@ Test goals differ from training goals in task AND wording (TEDUO_SPEC.md): every
 replaced by a synonym, objects and colours are replaced with probability 1/2 where a synonym
 exists ("pick up" -> grab/collect/acquire, box -> container/crate/chest, blue -> azure/navy).
 The synonym sets are disjoint, so :func:`parse_goal` maps any wording back to one :class:`Goal`.
+An "and" goal is each part paraphrased, joined by a connector other than the canonical
+" and " (AND_CONNECTORS); no other word contains a connector, so the parser splits on it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ VERB_SYNONYMS: dict[str, tuple[str, ...]] = {
     "open": ("open up", "unbar", "push open"),
     "put_next": ("place", "set", "move", "position"),
     "go_to_tile": ("walk to", "head to", "move to", "navigate to"),
+    "and": (", and", "while also", "and also"),  # connectors replacing the canonical " and "
 }
 PUT_NEXT_LINKS: tuple[str, ...] = ("beside", "adjacent to", "next to", "alongside")
 TILE_NOUNS: tuple[str, ...] = ("cell", "square", "position")
+AND_CONNECTORS: tuple[str, ...] = (" and ", *(f"{c} " if c.startswith(",") else f" {c} " for c in VERB_SYNONYMS["and"]))
 OBJECT_SYNONYMS: dict[str, tuple[str, ...]] = {
     "box": ("container", "crate", "chest"),
     "ball": ("sphere", "orb"),
@@ -53,6 +57,9 @@ def _pick(options: tuple[str, ...], rng: np.random.Generator) -> str:
 
 def paraphrase(goal: Goal, rng: np.random.Generator) -> str:
     """A reworded goal: new verb always, object and colour synonyms with probability 1/2."""
+    if goal.type == "and":
+        texts = [paraphrase(p, rng) for p in goal.parts]
+        return _pick(AND_CONNECTORS[1:], rng).join(texts)
     verb = _pick(VERB_SYNONYMS[goal.type], rng)
     if goal.type == "go_to_tile":
         assert goal.tile is not None
@@ -87,9 +94,25 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+_AND_SPLIT = re.compile("|".join(re.escape(c) for c in sorted(AND_CONNECTORS, key=len, reverse=True)))
+
+
 def parse_goal(text: str) -> Goal | None:
     """Parse canonical or paraphrased goal text; None if it matches no template."""
     norm = " ".join(text.lower().strip().rstrip(".").split())
+    atomic = _parse_atomic(norm)
+    if atomic is not None:
+        return atomic
+    pieces = _AND_SPLIT.split(norm)
+    if len(pieces) < 2:
+        return None
+    parts = tuple(_parse_atomic(p.strip()) for p in pieces)
+    if any(p is None for p in parts):
+        return None
+    return Goal("and", parts=parts)  # type: ignore[arg-type]
+
+
+def _parse_atomic(norm: str) -> Goal | None:
     for gtype, pattern in _PATTERNS:
         m = pattern.match(norm)
         if not m:

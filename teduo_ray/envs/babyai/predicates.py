@@ -4,7 +4,7 @@ Used ONLY for evaluation and to measure labeler accuracy (and by the "oracle" la
 backend); the training data never carries them. They follow minigrid's BabyAI verifiers:
 go_to = facing a matching object; pick_up = carrying one; open = a matching door is open;
 put_next = a matching object lies on a tile 4-adjacent to another matching object;
-go_to_tile = standing on the tile. They hold on abstract states too (the abstraction keeps
+go_to_tile = standing on the tile; and = every part holds in the same state. They hold on abstract states too (the abstraction keeps
 the identity of goal-relevant objects).
 """
 
@@ -39,6 +39,11 @@ def achieved_batch(goal: Goal, batch: StateBatch) -> np.ndarray:
     n = len(batch)
     if n == 0:
         return np.zeros(0, dtype=bool)
+    if goal.type == "and":
+        out = np.ones(n, dtype=bool)
+        for part in goal.parts:
+            out &= achieved_batch(part, batch)
+        return out
     grids, header = batch.grids, batch.header
     ax, ay = header[:, 2].astype(np.int64), header[:, 3].astype(np.int64)
     if goal.type == "go_to":

@@ -24,8 +24,18 @@ def quiet() -> Any:
         yield
 
 def make_instr(goal: Goal) -> Any | None:
-    """The BabyAI instruction for a goal, or None where BabyAI has none (go_to_tile)."""
+    """The BabyAI instruction for a goal, or None where BabyAI has none (go_to_tile).
+
+    An "and" goal becomes BabyAI's AndInstr of its parts that have instructions (the bot
+    does the first part, then the second: pick up X, then go to Y, and for "and" missions
+    it keeps holding X, see BabyAIWorld.bot_action), or that one part alone when the other
+    is a go_to_tile (which the bot cannot pursue). The mission only steers the behaviour
+    policy: AndInstr succeeds when both parts were done at some point, not necessarily in
+    one state, and go_to_tile parts are left out, so collection is NOT guaranteed to reach
+    the conjunction; the per-state predicate (predicates.py) is what counts.
+    """
     from minigrid.envs.babyai.core.verifier import (
+        AndInstr,
         GoToInstr,
         ObjDesc,
         OpenInstr,
@@ -33,6 +43,14 @@ def make_instr(goal: Goal) -> Any | None:
         PutNextInstr,
     )
 
+    if goal.type == "and":
+        instrs = [i for i in (make_instr(p) for p in goal.parts) if i is not None]
+        if not instrs:
+            return None
+        out = instrs[0]
+        for nxt in instrs[1:]:
+            out = AndInstr(out, nxt)
+        return out
     if goal.type == "go_to":
         return GoToInstr(ObjDesc(goal.obj, goal.color))
     if goal.type == "pick_up":
@@ -63,6 +81,7 @@ class BabyAIWorld:
         self.u.gen_obs = lambda: {}
         self.bot: Any | None = None
         self._last_action: int | None = None
+        self._keep_carrying = False
 
     # ------------------------------------------------------------------ episodes
     def reset(self, layout_seed: int, rng: np.random.Generator, goal: Goal | None = None) -> bytes:
@@ -79,6 +98,11 @@ class BabyAIWorld:
         self.u.step_count = 0
         self.bot = None
         self._last_action = None
+        # "and" goals with a pick_up part: keep holding the object (the bot's PickupInstr
+        # plan drops it right away), so "carrying X while ..." states appear in the data.
+        self._keep_carrying = goal is not None and goal.type == "and" and any(
+            p.type == "pick_up" for p in goal.parts
+        )
         if goal is not None:
             instr = make_instr(goal)
             if instr is None:
@@ -103,7 +127,11 @@ class BabyAIWorld:
 
         with quiet():
             if self.bot is None:
+                from minigrid.utils.baby_ai_bot import DropSubgoal
+
                 self.bot = BabyAIBot(self.u)
+                if self._keep_carrying:
+                    self.bot.stack = [g for g in self.bot.stack if not isinstance(g, DropSubgoal)]
                 return int(self.bot.replan())
             return int(self.bot.replan(self._last_action))
 
@@ -112,7 +140,18 @@ class BabyAIWorld:
         return int(self.u.width), int(self.u.height)
 
     def feasible(self, goal: Goal) -> bool:
-        """Can the bot pursue ``goal`` on the current layout (are its objects there)?"""
+        """Can the bot pursue ``goal`` on the current layout (are its objects there)?
+
+        An "and" goal: every object part is feasible, every tile part is an empty tile of
+        this layout, and at least one part is not a tile (that part is the bot's mission).
+        """
+        if goal.type == "and":
+            tiles = [p.tile for p in goal.parts if p.type == "go_to_tile"]
+            if len(tiles) == len(goal.parts):
+                return False
+            if any(t is None or self.u.grid.get(*t) is not None for t in tiles):
+                return False
+            return all(self.feasible(p) for p in goal.parts if p.type != "go_to_tile")
         if goal.type == "go_to_tile":
             return False
         objs = [o for o in self.u.grid.grid if o is not None]

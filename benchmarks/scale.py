@@ -1,0 +1,211 @@
+"""Reduced scale run: how collect -> label -> learn -> distill grow with goals and transitions.
+
+Usage:
+    python -m benchmarks.scale [--quick] [--json OUT] [--goals N ...] [--episodes E ...]
+                               [--keep DIR]
+
+What it runs (one process, one local Ray with 2 CPUs, device: cpu): jobs/scale.yaml shrunk
+to this machine — BabyAI Synth (22x22, nine rooms), goal_types incl. compositional "and"
+goals, the oracle labeling backend, rules abstraction and the shared reward model, the
+Q-learning pool and distillation — at several sizes, each in its own temporary run dir:
+- goals axis: ``env.num_train_goals`` in ``--goals`` at the smallest episode count;
+- transitions axis: ``data.episodes_per_layout`` in ``--episodes`` at the smallest goal count.
+The smallest (goals, episodes) point is the baseline; every other point prints ratios to it,
+e.g. "label  x9.7 time for goals x10". Each run re-collects (the goal list is part of the env
+config, and the bot pursues training goals), so transition counts are reported per run.
+
+Per stage: wall seconds (``RUN/metrics/stages.json``, written by the pipeline) and peak
+memory sampled every 0.2 s with psutil: ``driver_mb`` (this process) and ``ray_mb`` (this
+process plus every process it started: the local raylet, GCS and Ray workers; other Ray
+sessions on the machine are not counted). ``--quick``: goals {100, 1000}, episodes
+{10, 40} per layout on 4 layouts (~10 minutes on 2 quiet cores); default: goals {100, 1000,
+3000}, episodes {10, 40, 160}. Other processes slow every number; load averages are printed.
+
+Output: a table per run and the ratio table; last line ``label_goal_ratio=<x>
+label_transition_ratio=<y>``. ``--json OUT``: runs (size, rows, per-stage seconds/memory),
+ratios, load averages, device, cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+STAGES = ("collect", "label", "learn", "distill")
+REPO = Path(__file__).resolve().parent.parent
+
+
+class PeakRSS:
+    """Background sampler of this process's RSS and of its whole process tree."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        import psutil
+
+        self.proc = psutil.Process(os.getpid())
+        self.every = every
+        self.driver = 0
+        self.tree = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                own = self.proc.memory_info().rss
+                total = own
+                for child in self.proc.children(recursive=True):
+                    try:
+                        total += child.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.driver, self.tree = max(self.driver, own), max(self.tree, total)
+            except psutil.Error:
+                pass
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def scaled_config(run_dir: str, goals: int, episodes: int, layouts: int) -> Any:
+    """jobs/scale.yaml, shrunk to a 2-core machine at one (goals, episodes) point."""
+    from teduo_ray.config import load_config
+
+    return load_config(REPO / "jobs" / "scale.yaml", [
+        f"run_dir={run_dir}",
+        f"env.train_layouts={layouts}",
+        f"env.num_train_goals={goals}",
+        "env.num_test_goals=100",
+        f"data.episodes_per_layout={episodes}",
+        "data.max_episode_steps=48",
+        f"data.episodes_per_shard={max(5, episodes // 2)}",
+        "labeling.backend=oracle",
+        "labeling.model=tiny",
+        "labeling.abstraction=rules",
+        "labeling.reward_model=shared",
+        "labeling.llm_states_per_goal=100",
+        "labeling.reward_epochs=5",
+        "labeling.num_actors=1",
+        "labeling.tensor_parallel=1",
+        "labeling.requests_per_shard=4096",
+        "labeling.batch_size=256",
+        "rl.num_actors=2",
+        "rl.actor_cpus=0.5",
+        "rl.goals_per_shard=64",
+        "rl.rollout_max_steps=64",
+        "ray.num_cpus=2",
+        "ray.collect_cpus_per_task=0.5",
+    ])
+
+
+def run_point(goals: int, episodes: int, layouts: int, root: str) -> dict[str, Any]:
+    """Run the four stages at one size; seconds and peak memory per stage."""
+    from teduo_ray.pipeline import run_stage
+    from teduo_ray.observability import load_stage_metrics
+    from teduo_ray.rundir import RunDir
+
+    run_dir = os.path.join(root, f"g{goals}-e{episodes}")
+    cfg = scaled_config(run_dir, goals, episodes, layouts)
+    out: dict[str, Any] = {"goals": goals, "episodes_per_layout": episodes, "layouts": layouts, "stages": {}}
+    for stage in STAGES:
+        with PeakRSS() as mem:
+            run_stage(stage, cfg, progress=False)
+        record = load_stage_metrics(RunDir(run_dir))[-1]
+        out["stages"][stage] = {
+            "seconds": record["seconds"],
+            "rows": record["rows"],
+            "driver_mb": round(mem.driver / 2**20, 1),
+            "ray_mb": round(mem.tree / 2**20, 1),
+        }
+        print(f"  g={goals:<5} e={episodes:<4} {stage:<8} {record['seconds']:8.1f}s rows={record['rows']} "
+              f"driver={mem.driver / 2**20:.0f}MB ray_tree={mem.tree / 2**20:.0f}MB", flush=True)
+    out["transitions"] = out["stages"]["collect"]["rows"]
+    return out
+
+
+def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Growth of each stage from the baseline point to another point."""
+    r: dict[str, Any] = {
+        "goals_x": other["goals"] / base["goals"],
+        "transitions_x": (other["transitions"] or 0) / max(1, base["transitions"] or 1),
+    }
+    for stage in STAGES:
+        b, o = base["stages"][stage], other["stages"][stage]
+        r[stage] = {"time_x": round(o["seconds"] / max(b["seconds"], 1e-9), 2),
+                    "ray_mb_x": round(o["ray_mb"] / max(b["ray_mb"], 1e-9), 2)}
+    return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", dest="json_out")
+    parser.add_argument("--goals", type=int, nargs="+")
+    parser.add_argument("--episodes", type=int, nargs="+")
+    parser.add_argument("--layouts", type=int, default=4)
+    parser.add_argument("--keep", help="keep run dirs under this folder (default: a temp dir)")
+    args = parser.parse_args(argv)
+    goals = sorted(args.goals or ([100, 1000] if args.quick else [100, 1000, 3000]))
+    episodes = sorted(args.episodes or ([10, 40] if args.quick else [10, 40, 160]))
+
+    import ray
+
+    from teduo_ray.runtime import init_ray
+
+    load_before = os.getloadavg()
+    root = args.keep or tempfile.mkdtemp(prefix="teduo-scale-")
+    t0 = time.perf_counter()
+    init_ray(scaled_config(root, goals[0], episodes[0], args.layouts).ray)
+    points = [(g, episodes[0]) for g in goals] + [(goals[0], e) for e in episodes[1:]]
+    try:
+        runs = [run_point(g, e, args.layouts, root) for g, e in points]
+    finally:
+        ray.shutdown()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    base = runs[0]
+    table = [{"goals": r["goals"], "transitions": r["transitions"], **ratios(base, r)} for r in runs[1:]]
+
+    print(f"\nbaseline: {base['goals']} goals, {base['transitions']} transitions "
+          f"({base['layouts']} Synth layouts x {base['episodes_per_layout']} episodes)")
+    print(f"{'goals':>6} {'trans':>8} " + " ".join(f"{s + ' s':>10} {s + ' MB':>10}" for s in STAGES))
+    for r in runs:
+        print(f"{r['goals']:>6} {r['transitions']:>8} " + " ".join(
+            f"{r['stages'][s]['seconds']:>10.1f} {r['stages'][s]['ray_mb']:>10.0f}" for s in STAGES))
+    print("\ngrowth vs baseline (time x, memory of driver + Ray workers x):")
+    for t in table:
+        what = (f"goals x{t['goals_x']:g}" if t["goals"] != base["goals"]
+                else f"transitions x{t['transitions_x']:.1f}")
+        print(f"  {what:<18} " + "  ".join(f"{s} time x{t[s]['time_x']:g} mem x{t[s]['ray_mb_x']:g}" for s in STAGES))
+    goal_rows = [t for t in table if t["goals"] != base["goals"]]
+    trans_rows = [t for t in table if t["goals"] == base["goals"]]
+    result = {
+        "runs": runs, "ratios": table, "seconds_total": round(time.perf_counter() - t0, 1),
+        "load_before": load_before, "load_after": os.getloadavg(), "device": "cpu", "cores": os.cpu_count(),
+        "label_goal_ratio": goal_rows[-1]["label"]["time_x"] if goal_rows else None,
+        "label_transition_ratio": trans_rows[-1]["label"]["time_x"] if trans_rows else None,
+    }
+    print(f"load average before {load_before[0]:.1f}, after {result['load_after'][0]:.1f}; "
+          f"total {result['seconds_total']:.0f}s")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+    print(f"label_goal_ratio={result['label_goal_ratio']} label_transition_ratio={result['label_transition_ratio']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""`teduo report`: one page per run (report.md and report.html, PNG figures in report/).
+
+It reads only what the stages wrote (eval/summary.json, finetune/history.json,
+rewards/accuracy.json, sft/_manifest.json, metrics/stages.json) and shows whatever exists,
+so it also works on a partial run. The verdict compares the fine-tuned agent with the random
+and Q-table policies on unseen layouts and on unseen goals, as the paper does; it says
+"not ahead" when that is what was measured.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from teduo_ray.config import RunConfig
+from teduo_ray.observability import load_stage_metrics
+from teduo_ray.report import plots
+from teduo_ray.rundir import RunDir
+
+REPORT = "report"
+KEYS = {"success": "eval/success", "success_se": "eval/success_se", "length": "eval/length",
+        "invalid": "eval/invalid_pct", "episodes": "eval/episodes"}
+UNSEEN = {"unseen layouts": "test_layouts/train_goals", "unseen goals": "train_layouts/test_goals",
+          "unseen layouts and goals": "test_layouts/test_goals"}
+
+Block = tuple[Any, ...]  # ("h", text) | ("p", text) | ("table", header, rows) | ("img", file, alt)
+
+
+def _read_json(run: RunDir, *parts: str) -> Any | None:
+    return run.read_json(*parts) if run.exists(*parts) else None
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def verdict(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fine-tuned vs random and Q-table success on the unseen cells (one row per comparison)."""
+    index = {(r["method"], r["cell"]): r for r in summary.get("by_cell", [])}
+    rows = []
+    for name, cell in UNSEEN.items():
+        agent = index.get(("finetuned", cell))
+        for baseline in ("random", "qtable"):
+            other = index.get((baseline, cell))
+            if agent is None or other is None:
+                continue
+            a, b = agent[KEYS["success"]], other[KEYS["success"]]
+            rows.append({"cell": name, "baseline": baseline, "finetuned": a, "other": b, "ahead": a > b})
+    return rows
+
+
+def results_blocks(summary: dict[str, Any]) -> list[Block]:
+    cells = summary["cells"]
+    index = {(r["method"], r["cell"]): r for r in summary["by_cell"]}
+    header = ["method", *[plots.CELL_LABELS.get(c, c).replace("\n", " / ") for c in cells]]
+    rows = []
+    for method in summary["methods"]:
+        row = [method]
+        for c in cells:
+            r = index.get((method, c))
+            row.append("-" if r is None else
+                       f"{_pct(r[KEYS['success']])} +- {_pct(r[KEYS['success_se']])} / "
+                       f"{r[KEYS['length']]:.1f} / {r[KEYS['invalid']]:.1f}")
+        rows.append(row)
+    blocks: list[Block] = [
+        ("h", "Online evaluation"),
+        ("p", f"Success % +- s.e. / episode length (the limit when failed) / invalid-action %; "
+              f"{summary['episodes_per_cell']} (goal, layout, start) episodes per cell, step limit "
+              f"{summary['max_steps']}, temperature {summary['temperature']}."),
+        ("table", header, rows),
+        ("img", "success_by_cell.png", "success by cell and method"),
+    ]
+    for method, reason in summary.get("skipped", {}).items():
+        blocks.append(("p", f"Skipped {method}: {reason}"))
+    checks = verdict(summary)
+    if checks:
+        lines = [[c["cell"], c["baseline"], _pct(c["finetuned"]), _pct(c["other"]),
+                  "ahead" if c["ahead"] else "NOT ahead"] for c in checks]
+        blocks += [("h", "Verdict: fine-tuned agent vs baselines on unseen cells"),
+                   ("table", ["cell", "baseline", "fine-tuned SR %", "baseline SR %", "result"], lines)]
+    return blocks
+
+
+def build(cfg: RunConfig, run: RunDir) -> tuple[list[Block], dict[str, bytes], dict[str, Any]]:
+    """The report's blocks, its figures and a machine-readable summary."""
+    blocks: list[Block] = [("h1", f"TEDUO run report: {cfg.run_dir}"),
+                           ("p", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}; env {cfg.env.level}, "
+                                 f"text {cfg.env.text_mode}, labeling {cfg.labeling.backend}/"
+                                 f"{cfg.labeling.abstraction}, model {cfg.sft.model}.")]
+    figures: dict[str, bytes] = {}
+    facts: dict[str, Any] = {}
+
+    summary = _read_json(run, "eval", "summary.json")
+    if summary and summary.get("by_cell"):
+        blocks += results_blocks(summary)
+        figures["success_by_cell.png"] = plots.success_by_cell(summary["by_cell"], summary["methods"],
+                                                              summary["cells"], KEYS)
+        facts["verdict"] = verdict(summary)
+    else:
+        blocks.append(("p", "No evaluation yet (run `teduo evaluate`)."))
+
+    history = _read_json(run, "finetune", "history.json")
+    if history:
+        s = history["summary"]
+        blocks += [("h", "Fine-tuning"),
+                   ("table", ["train examples", "val examples", "steps", "best val loss",
+                              "val first-action accuracy", "tokens/s", "worker start-up s"],
+                    [[s["train_examples"], s["val_examples"], s["steps"], f"{s['best_val_loss']:.4f}",
+                      _pct(s["val_first_action_acc"]), f"{s['tokens_per_s']:.0f}", f"{s['startup_seconds']:.1f}"]]),
+                   ("img", "loss.png", "training and validation loss")]
+        figures["loss.png"] = plots.losses(history["history"])
+        facts["finetune"] = s
+
+    accuracy = _read_json(run, "rewards", "accuracy.json")
+    if accuracy:
+        rows = [[src, scope, f"{m['precision']:.3f}", f"{m['recall']:.3f}", m["positives"]]
+                for src in ("llm", "final") for scope, m in accuracy.get(src, {}).items()]
+        blocks += [("h", "Labeling"),
+                   ("p", f"{accuracy['llm_calls']} LLM calls for {accuracy['pairs_labeled']} (state, goal) pairs "
+                         f"(fraction {accuracy['llm_call_fraction']:.4f}); backend {accuracy['backend']}, "
+                         f"abstraction {accuracy['abstraction']}."),
+                   ("table", ["labels", "goal type", "precision", "recall", "positives"], rows),
+                   ("img", "labeler.png", "labeler precision and recall")]
+        figures["labeler.png"] = plots.labeler(accuracy)
+        facts["labeling"] = {"llm_call_fraction": accuracy["llm_call_fraction"], "final": accuracy["final"].get("all")}
+
+    sft = _read_json(run, "sft", "_manifest.json")
+    if sft:
+        goals = [g for rec in sft["shards"].values() for g in rec.get("goals", [])]
+        fractions = [g["reachable"] / g["start_states"] for g in goals if g["start_states"]]
+        if fractions:
+            mean = sum(fractions) / len(fractions)
+            blocks += [("h", "Distillation data"),
+                       ("p", f"{sum(int(r['rows']) for r in sft['shards'].values())} SFT examples; the greedy Q "
+                             f"policy reaches the goal from {mean:.1%} of start states per goal on average."),
+                       ("img", "reachable.png", "reachable start states per goal")]
+            figures["reachable.png"] = plots.reachable(fractions)
+            facts["reachable_mean"] = mean
+
+    stages = load_stage_metrics(run)
+    if stages:
+        latest: dict[str, dict[str, Any]] = {}
+        for rec in stages:
+            latest[rec["stage"]] = rec
+        rows = [[r["stage"], r["status"], f"{r['seconds']:.1f}", r["rows"] if r["rows"] is not None else "-",
+                 r["rows_per_s"] if r["rows_per_s"] is not None else "-", f"{r['driver_cpu_seconds']:.1f}",
+                 f"{r['driver_peak_rss_mb']:.0f}",
+                 f"{r['cluster'].get('nodes', '-')} / {r['cluster'].get('cpus', '-')} / {r['cluster'].get('gpus', '-')}"]
+                for r in latest.values()]
+        blocks += [("h", "Stages (latest run of each)"),
+                   ("table", ["stage", "status", "wall s", "rows", "rows/s", "driver CPU s", "driver peak MB",
+                              "nodes / CPUs / GPUs"], rows)]
+        facts["stages"] = {s: {"seconds": r["seconds"], "rows": r["rows"]} for s, r in latest.items()}
+    return blocks, figures, facts
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        if b[0] == "h1":
+            out.append(f"# {b[1]}")
+        elif b[0] == "h":
+            out.append(f"## {b[1]}")
+        elif b[0] == "p":
+            out.append(str(b[1]))
+        elif b[0] == "table":
+            out.append("| " + " | ".join(map(str, b[1])) + " |")
+            out.append("|" + "---|" * len(b[1]))
+            out.extend("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in b[2])
+        elif b[0] == "img":
+            out.append(f"![{b[2]}]({REPORT}/{b[1]})")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    esc = html.escape
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
+           "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+           "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.25em .6em}</style>"
+           "</head><body>"]
+    for b in blocks:
+        if b[0] == "h1":
+            out.append(f"<h1>{esc(b[1])}</h1>")
+        elif b[0] == "h":
+            out.append(f"<h2>{esc(b[1])}</h2>")
+        elif b[0] == "p":
+            out.append(f"<p>{esc(str(b[1]))}</p>")
+        elif b[0] == "table":
+            head = "".join(f"<th>{esc(str(c))}</th>" for c in b[1])
+            body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in b[2])
+            out.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif b[0] == "img":
+            out.append(f"<p><img src='{REPORT}/{esc(b[1])}' alt='{esc(b[2])}'></p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the report went and the verdict lines."""
+
+    path: str
+    figures: int
+    verdict: list[dict[str, Any]]
+
+    def __str__(self) -> str:
+        lines = [f"report: {self.path} (+ report.html, {self.figures} figures)"]
+        for c in self.verdict:
+            lines.append(f"  fine-tuned {_pct(c['finetuned'])}% vs {c['baseline']} {_pct(c['other'])}% on "
+                         f"{c['cell']}: {'ahead' if c['ahead'] else 'NOT ahead'}")
+        return "\n".join(lines)
+
+
+def report(cfg: RunConfig, progress: bool = True) -> ReportResult:
+    """Write RUN/report.md, RUN/report.html, RUN/report/*.png and RUN/report/facts.json."""
+    run = RunDir(cfg.run_dir)
+    blocks, figures, facts = build(cfg, run)
+    for name, png in figures.items():
+        run.write_bytes(png, REPORT, name)
+    run.write_json(facts, REPORT, "facts.json")
+    run.write_bytes(to_markdown(blocks).encode(), "report.md")
+    run.write_bytes(to_html(blocks, f"TEDUO run report: {cfg.run_dir}").encode(), "report.html")
+    return ReportResult(run.path("report.md"), len(figures), facts.get("verdict", []))

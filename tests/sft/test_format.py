@@ -1,0 +1,121 @@
+"""Tiny model factory round trip, SFT masking, the validation split and the schedule (no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from teduo_ray.errors import TeduoError
+from teduo_ray.sft import prompt
+from teduo_ray.sft.format import IGNORE, TokenizeStage, collate, encode, split_score
+from teduo_ray.sft.models import base_model_dir, check_loadable, final_model_dir, load_model
+from teduo_ray.sft.train_loop import lr_lambda
+from tests.sft.helpers import sft_config, write_sft
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    run = tmp_path_factory.mktemp("run")
+    write_sft(run, rows=30)
+    return base_model_dir(sft_config(run))
+
+
+def test_tiny_model_round_trip_same_outputs(tiny: str, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(tiny), AutoModelForCausalLM.from_pretrained(tiny)
+    model.save_pretrained(tmp_path / "again")
+    tok.save_pretrained(tmp_path / "again")
+    tok2, model2 = load_model(str(tmp_path / "again"))
+    text = tok.apply_chat_template(prompt.messages("goal object 2 steps forward.", "go to the azure orb"),
+                                   tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|system|>\n" + prompt.SYSTEM_PROMPT) and text.endswith("<|assistant|>\n")
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    assert torch.equal(ids, tok2(text, return_tensors="pt")["input_ids"])
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, model2(ids).logits)
+    # unseen words still encode (byte fallback) and decode back
+    assert tok.decode(tok("zyzzyva crate")["input_ids"]) == "zyzzyva crate"
+
+
+def test_tiny_model_is_built_once(tiny: str) -> None:
+    import os
+
+    stamp = os.path.getmtime(os.path.join(tiny, "config.json"))
+    from pathlib import Path
+
+    run = Path(tiny).parents[1]
+    assert base_model_dir(sft_config(run)) == tiny
+    assert os.path.getmtime(os.path.join(tiny, "config.json")) == stamp
+
+
+def test_masking_labels_only_on_the_answer(tiny: str) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    ex = encode(tok, "goal object 3 steps left.", "go to the red ball", [0, 2, 2])
+    n = ex["prompt_len"]
+    assert ex["labels"][:n] == [IGNORE] * n
+    assert ex["labels"][n:] == ex["input_ids"][n:]
+    assert tok.decode(ex["input_ids"][n:]) == "[0, 2, 2]<|end|>"
+    assert ex["input_ids"][-1] == tok.eos_token_id
+    prefix = tok.decode(ex["input_ids"][n: n + ex["first_len"]])
+    assert prefix.startswith("[0") and prompt.first_action(prefix) == 0
+    prompt_text = tok.apply_chat_template(prompt.messages("goal object 3 steps left.", "go to the red ball"),
+                                          tokenize=False, add_generation_prompt=True)
+    assert tok.decode(ex["input_ids"][:n]) == prompt_text
+
+    batch = collate({"input_ids": np.array([np.array(ex["input_ids"]), np.array(ex["input_ids"][:-3])], dtype=object),
+                     "labels": np.array([np.array(ex["labels"]), np.array(ex["labels"][:-3])], dtype=object),
+                     "prompt_len": np.array([n, n]), "first_len": np.array([ex["first_len"]] * 2)},
+                    pad_id=tok.pad_token_id)
+    assert batch["attention_mask"][1].sum() == len(ex["input_ids"]) - 3
+    assert (batch["labels"][1, -3:] == IGNORE).all() and (batch["input_ids"][1, -3:] == tok.pad_token_id).all()
+    assert batch["first_mask"][0].sum() == ex["first_len"]
+
+
+def test_tokenize_stage_split_is_deterministic_and_drops_long_rows(tiny: str) -> None:
+    batch = {"goal_id": np.arange(40) % 4, "state_id": np.arange(40), "goal_text": np.array(["go to the red ball"] * 40),
+             "state_text": np.array(["goal object 1 steps forward."] * 39 + ["obstacle far away. " * 40]),
+             "actions": np.array([np.array([2], np.int8)] * 40, dtype=object)}
+    short = int(TokenizeStage(tiny, seed=0, val_fraction=0.3, max_seq_len=10_000)(batch)["num_tokens"][0])
+    out = TokenizeStage(tiny, seed=0, val_fraction=0.3, max_seq_len=short + 5)(batch)
+    assert out["num_tokens"][-1] == -1 and (out["num_tokens"][:-1] > 0).all()
+    again = split_score(0, batch["goal_id"][::-1], batch["state_id"][::-1])[::-1]
+    assert np.array_equal(out["val"], again < 0.3)
+    assert 0 < out["val"].sum() < 40
+    assert not np.array_equal(split_score(0, batch["goal_id"], batch["state_id"]),
+                              split_score(1, batch["goal_id"], batch["state_id"]))
+
+
+def test_split_fraction_is_close_to_the_setting() -> None:
+    score = split_score(7, np.repeat(np.arange(50), 200), np.tile(np.arange(200), 50))
+    assert abs((score < 0.1).mean() - 0.1) < 0.01
+
+
+def test_warmup_then_cosine() -> None:
+    values = [lr_lambda(s, warmup=10, total=100) for s in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(values[9:], values[10:]))
+    assert values[-1] < 0.01
+
+
+def test_missing_model_and_unfinished_finetune_are_clear_errors(tmp_path) -> None:
+    with pytest.raises(TeduoError, match="sft.model='/nonexistent/model'"):
+        check_loadable("/nonexistent/model")
+    with pytest.raises(TeduoError, match="cannot load the model"):
+        load_model(str(tmp_path))
+    with pytest.raises(TeduoError, match="run `teduo finetune` first"):
+        final_model_dir(sft_config(tmp_path))
+
+
+def test_lora_trains_only_adapter_parameters(tiny: str) -> None:
+    from teduo_ray.sft.train_loop import build_model
+
+    _, model = build_model({"model_dir": tiny, "bf16": False, "lora_rank": 4, "lora_alpha": 8, "lora_dropout": 0.0,
+                            "lora_targets": ["q_proj", "v_proj"]})
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    _, full = build_model({"model_dir": tiny, "bf16": False, "lora_rank": 0})
+    assert all(p.requires_grad for p in full.parameters())

@@ -376,6 +376,9 @@ class EvalConfig:
             them in one batched call (bounds memory; results do not depend on the actors).
         llm_batch_size: prompts per forward pass of an LLM policy (micro-batches of a step).
         torch_threads: CPU threads of an LLM policy (fixed, so results do not depend on load).
+        llm_in_actor: hold LLM policies in a Ray actor instead of the driver process (on a
+            cluster the driver usually has no GPU; the actor gets ``llm_gpus``).
+        llm_gpus: GPUs of that actor (needs ``llm_in_actor``).
     """
 
     methods: tuple[EvalMethod, ...] = EVAL_METHODS  # type: ignore[assignment]
@@ -387,6 +390,8 @@ class EvalConfig:
     max_live_episodes: int = 1024
     llm_batch_size: int = 64
     torch_threads: int = 1
+    llm_in_actor: bool = False
+    llm_gpus: float = 0.0
 
     def __post_init__(self) -> None:
         _require(len(self.methods) > 0, "eval.methods", f"name at least one of {', '.join(EVAL_METHODS)}")
@@ -401,6 +406,8 @@ class EvalConfig:
         _require(self.max_live_episodes >= 1, "eval.max_live_episodes", "must be >= 1")
         _require(self.llm_batch_size >= 1, "eval.llm_batch_size", "must be >= 1")
         _require(self.torch_threads >= 1, "eval.torch_threads", "must be >= 1")
+        _require(self.llm_gpus >= 0, "eval.llm_gpus", "must be >= 0")
+        _require(self.llm_in_actor or self.llm_gpus == 0, "eval.llm_gpus", "needs eval.llm_in_actor=true")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.envs import get_adapter
 from teduo_ray.evaluation import metrics as M
 from teduo_ray.evaluation.episodes import CELLS, plan_episodes
-from teduo_ray.evaluation.methods import MethodUnavailable, build_policy
+from teduo_ray.evaluation.methods import MethodUnavailable, build_policy, upstream_fingerprint
 from teduo_ray.evaluation.rollout import make_actors, run_episodes
 from teduo_ray.evaluation.selection import goal_selections
 from teduo_ray.rundir import RunDir, StageManifest
@@ -143,9 +143,11 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
     actors: list[Any] | None = None
     try:
         for name in cfg.eval.methods:
-            if name in manifest.shards:
+            upstream = upstream_fingerprint(cfg, name)
+            if name in manifest.shards and manifest.shards[name].get("upstream", "") == upstream:
                 reused.append(name)
                 continue
+            manifest.shards.pop(name, None)  # its policy was retrained since: evaluate again
             try:
                 policy = build_policy(cfg, name)
             except MethodUnavailable as exc:
@@ -160,7 +162,7 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
             table = M.episode_table(name, results)
             sha = run.write_table(table, EVAL, "methods", f"{name}.parquet")
             manifest.add(run, {"name": name, "file": f"methods/{name}.parquet", "rows": table.num_rows,
-                               "sha256": sha, "seconds": round(timings[name], 3)})
+                               "sha256": sha, "seconds": round(timings[name], 3), "upstream": upstream})
             ran.append(name)
     finally:
         if actors:

@@ -57,14 +57,54 @@ def _baseline(algo: str) -> Callable[[RunConfig], Policy]:
     return build
 
 
+class RemotePolicy:
+    """A policy held by a Ray actor (e.g. an LLM on a GPU node while the driver has none).
+
+    The driver's random generator travels with each call and comes back advanced, so results
+    are the same as with the policy in the driver.
+    """
+
+    def __init__(self, factory: Callable[[], Policy], name: str, num_cpus: float, num_gpus: float) -> None:
+        import ray
+
+        @ray.remote
+        class PolicyActor:
+            def __init__(self) -> None:
+                self.policy = factory()
+
+            def act(self, queries: Sequence[Query], rng: np.random.Generator) -> tuple[np.ndarray, np.random.Generator]:
+                return self.policy.act(queries, rng), rng
+
+        self.name = name
+        self.actor = PolicyActor.options(num_cpus=num_cpus, num_gpus=num_gpus or None).remote()
+
+    def act(self, queries: Sequence[Query], rng: np.random.Generator) -> np.ndarray:
+        import ray
+
+        actions, advanced = ray.get(self.actor.act.remote(list(queries), rng))
+        rng.bit_generator.state = advanced.bit_generator.state
+        return actions
+
+    def close(self) -> None:
+        import ray
+
+        ray.kill(self.actor)
+
+
 def _llm(which: str, name: str) -> Callable[[RunConfig], Policy]:
     def build(cfg: RunConfig) -> Policy:
         from teduo_ray.evaluation.llm_policy import LLMPolicy
 
-        model_dir = _upstream("teduo_ray.sft.finetune", which, "teduo_ray.sft.models")(cfg)
+        model_dir = str(_upstream("teduo_ray.sft.finetune", which, "teduo_ray.sft.models")(cfg))
         ev = cfg.eval
-        return LLMPolicy(str(model_dir), cfg.env.text_mode, temperature=ev.temperature,
-                         micro_batch=ev.llm_batch_size, torch_threads=ev.torch_threads, name=name)
+
+        def factory() -> Policy:
+            return LLMPolicy(model_dir, cfg.env.text_mode, temperature=ev.temperature,
+                             micro_batch=ev.llm_batch_size, torch_threads=ev.torch_threads, name=name)
+
+        if ev.llm_in_actor:
+            return RemotePolicy(factory, name, num_cpus=ev.actor_cpus, num_gpus=ev.llm_gpus)
+        return factory()
 
     return build
 
@@ -78,6 +118,29 @@ METHODS: dict[str, Callable[[RunConfig], Policy]] = {
     "prompted": _llm("base_model_dir", "prompted"),
     "finetuned": _llm("final_model_dir", "finetuned"),
 }
+
+
+# The upstream manifest each method's policy is built from (absent = no upstream files).
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "qtable": ("policies", "_manifest.json"),
+    "bc": ("baselines", "bc", "_manifest.json"),
+    "cql": ("baselines", "cql", "_manifest.json"),
+    "finetuned": ("finetune", "_manifest.json"),
+}
+
+
+def upstream_fingerprint(cfg: RunConfig, name: str) -> str:
+    """Hash of the upstream output a method's policy comes from: when it changes (the Q-table
+    or a model was retrained), finished evaluation results of that method are stale."""
+    import hashlib
+
+    from teduo_ray.rundir import RunDir
+
+    parts = UPSTREAM.get(name)
+    run = RunDir(cfg.run_dir)
+    if parts is None or not run.exists(*parts):
+        return ""
+    return hashlib.sha256(run.read_bytes(*parts)).hexdigest()[:16]
 
 
 def build_policy(cfg: RunConfig, name: str) -> Policy:

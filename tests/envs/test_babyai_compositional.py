@@ -113,12 +113,13 @@ def test_paraphrase_parse_round_trip() -> None:
     seen = set()
     for _ in range(60):
         text = paraphrase(goal, rng)
-        seen |= {c for c in AND_CONNECTORS if c in text}
+        seen |= {c for c in AND_CONNECTORS[1:] if c in text}
         assert parse_goal(text) == goal
         assert parse_goal(text.upper() + ".") == goal
     assert seen == set(AND_CONNECTORS[1:])
     assert parse_goal("pick up the red key and teleport home") is None
     assert parse_goal("pick up the red key and") is None
+    assert parse_goal("go to the red ball and pick up the blue key") is None  # not a catalogue pair order
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,7 @@ def synth_rollout():  # type: ignore[no-untyped-def]
     return goals, blobs
 
 
+@pytest.mark.slow
 def test_and_predicate_is_and_of_parts_on_bot_states(synth_rollout) -> None:  # type: ignore[no-untyped-def]
     goals, blobs = synth_rollout
     batch = StateBatch.from_blobs(blobs)

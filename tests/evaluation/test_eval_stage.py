@@ -99,3 +99,15 @@ def test_cli_evaluate_prints_the_table(tmp_path) -> None:  # type: ignore[no-unt
                      "eval.methods=[random,bot,cql]")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "random" in proc.stdout and "WARNING skipped cql" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_a_retrained_upstream_makes_its_results_stale(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from teduo_ray.evaluation.methods import upstream_fingerprint
+
+    cfg = small_config(tmp_path)
+    assert upstream_fingerprint(cfg, "qtable") == "" and upstream_fingerprint(cfg, "random") == ""
+    run = RunDir(str(tmp_path))
+    run.write_json({"config_hash": "a", "shards": {}}, "policies", "_manifest.json")
+    first = upstream_fingerprint(cfg, "qtable")
+    run.write_json({"config_hash": "b", "shards": {}}, "policies", "_manifest.json")
+    assert first and upstream_fingerprint(cfg, "qtable") not in ("", first)

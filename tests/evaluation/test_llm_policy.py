@@ -120,3 +120,33 @@ def test_shared_prefix_cache_matches_whole_prompts(policy: LLMPolicy, queries: l
         policy.share_prefix = True
     np.testing.assert_allclose(shared, plain, rtol=1e-3, atol=1e-3)
     np.testing.assert_array_equal(shared.argmax(axis=1), plain.argmax(axis=1))
+
+
+def test_llm_policy_in_a_ray_actor_acts_like_the_local_one(model_dir: Path, queries: list[Query],
+                                                          ray_local_2cpu: None) -> None:
+    """eval.llm_in_actor: the LLM lives in a Ray actor (a GPU node on a cluster); the sampled
+    actions and the driver's random stream are exactly those of the in-driver policy."""
+    from teduo_ray.evaluation.methods import RemotePolicy
+
+    def factory() -> LLMPolicy:
+        return LLMPolicy(str(model_dir), "egocentric", temperature=0.7)
+
+    remote = RemotePolicy(factory, "finetuned", num_cpus=0.25, num_gpus=0.0)
+    local = factory()
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(2):
+        np.testing.assert_array_equal(remote.act(queries, r1), local.act(queries, r2))
+    assert r1.integers(1 << 30) == r2.integers(1 << 30)
+    remote.close()
+
+
+@pytest.mark.gpu
+def test_llm_policy_actor_on_a_gpu(model_dir: Path, queries: list[Query], ray_local_2cpu: None) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from teduo_ray.evaluation.methods import RemotePolicy
+
+    remote = RemotePolicy(lambda: LLMPolicy(str(model_dir), "egocentric"), "finetuned", num_cpus=1, num_gpus=1)
+    assert remote.act(queries, np.random.default_rng(0)).shape == (len(queries),)

@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from teduo_ray.envs.babyai.constants import COLOR_NAMES
-from teduo_ray.envs.babyai.goals import GO_TO_OBJECTS, Goal
+from teduo_ray.envs.babyai.goals import AND_PAIRS, GO_TO_OBJECTS, Goal
 
 VERB_SYNONYMS: dict[str, tuple[str, ...]] = {
     "go_to": ("walk to", "head to", "move to", "navigate to", "make your way to"),
@@ -107,8 +107,8 @@ def parse_goal(text: str) -> Goal | None:
     if len(pieces) < 2:
         return None
     parts = tuple(_parse_atomic(p.strip()) for p in pieces)
-    if any(p is None for p in parts):
-        return None
+    if any(p is None for p in parts) or tuple(p.type for p in parts) not in AND_PAIRS:  # type: ignore[union-attr]
+        return None  # only the catalogue's conjunctions, parts in catalogue order
     return Goal("and", parts=parts)  # type: ignore[arg-type]
 
 

@@ -17,7 +17,8 @@ config, and the bot pursues training goals), so transition counts are reported p
 Per stage: wall seconds (``RUN/metrics/stages.json``, written by the pipeline) and peak
 memory sampled every 0.2 s with psutil: ``driver_mb`` (this process) and ``ray_mb`` (this
 process plus every process it started: the local raylet, GCS and Ray workers; other Ray
-sessions on the machine are not counted). ``--quick``: goals {100, 1000}, episodes
+sessions on the machine are not counted). One untimed warm-up run at the baseline size comes
+first (Ray worker start-up would otherwise inflate the baseline). ``--quick``: goals {100, 1000}, episodes
 {10, 40} per layout on 4 layouts (~10 minutes on 2 quiet cores); default: goals {100, 1000,
 3000}, episodes {10, 40, 160}. Other processes slow every number; load averages are printed.
 
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     init_ray(scaled_config(root, goals[0], episodes[0], args.layouts).ray)
     points = [(g, episodes[0]) for g in goals] + [(goals[0], e) for e in episodes[1:]]
     try:
+        # untimed warm-up at the baseline size: Ray worker start-up and first imports would
+        # otherwise be charged to the baseline and make every ratio look sub-linear
+        run_point(goals[0], episodes[0], args.layouts, os.path.join(root, "warmup"))
         runs = [run_point(g, e, args.layouts, root) for g, e in points]
     finally:
         ray.shutdown()

@@ -488,7 +488,7 @@ def _encode_pairs(table: pa.Table, specs: dict[int, GoalSpec], radius: int) -> t
     for gid in np.unique(gids):
         rows = np.flatnonzero(gids == gid)
         batch = StateBatch.from_blobs(table["state"].take(pa.array(rows)).to_pylist())
-        p, v = features.encode(batch, specs[int(gid)].goal.type, radius)
+        p, v = features.encode(batch, features.goal_type_tag(specs[int(gid)].goal), radius)
         planes.append(p)
         vectors.append(v)
     return np.concatenate(planes), np.concatenate(vectors)
@@ -589,7 +589,7 @@ class RewardLabelActor:
             group = "shared" if self.meta["kind"] == "shared" else str(gid)
             abstract = _abstract(self.raw, spec)
             if group in self.weights:
-                planes, vector = features.encode(abstract, spec.goal.type, self.meta["radius"])
+                planes, vector = features.encode(abstract, features.goal_type_tag(spec.goal), self.meta["radius"])
                 p = reward_model.predict_proba(self.meta["kind"], self.weights[group], planes, vector)
                 label = p >= self.meta["groups"][group]["threshold"]
             else:  # a per-goal model needs labels of its goal: none means "never achieved"

@@ -35,6 +35,7 @@ import numpy as np
 
 from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.errors import ConfigError, DataError
+from teduo_ray.labeling import features
 from teduo_ray.rl.rllib_data import DATA, ExportResult, ObsSpec, export, export_hash, featurize_queries
 from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
 
@@ -264,7 +265,7 @@ class RLModulePolicy:
             sel = parse_selection(q.selection) if q.selection else None
             selections.append(sel if sel is not None else Selection())
             goal = parse_goal(q.goal_text)
-            types.append(goal.type if goal is not None else q.goal_key.split(":")[0])
+            types.append(features.goal_type_tag(goal) if goal is not None else q.goal_key.split(":")[0])
         obs = featurize_queries([q.state for q in queries], selections, types, self.obs)
         with torch.no_grad():
             out = self.module.forward_inference({Columns.OBS: torch.from_numpy(obs)})

@@ -255,7 +255,7 @@ def _write_dataset(run: RunDir, manifest: StageManifest, name: str, per_goal: di
         rows, segment, reward = seg.rows[mask], seg.segment[mask], seg.reward[mask]
         used = np.unique(np.concatenate([state[rows], next_state[rows]]))
         abstract = abstract_batch(StateBatch(states.grids[used], states.header[used]), selections[gid])
-        obs_of = featurize(abstract, goals[gid].type, spec)
+        obs_of = featurize(abstract, features.goal_type_tag(goals[gid]), spec)
         where = {int(s): i for i, s in enumerate(used)}
         obs = obs_of[[where[int(s)] for s in state[rows]]]
         new_obs = obs_of[[where[int(s)] for s in next_state[rows]]]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from teduo_ray.envs.babyai.constants import COLOR_NAMES
-from teduo_ray.envs.babyai.goals import GOAL_TYPES, Goal, all_goals, build_catalogue
+from teduo_ray.envs.babyai.goals import ATOMIC_GOAL_TYPES, GOAL_TYPES, Goal, all_goals, build_catalogue
 from teduo_ray.envs.babyai.paraphrase import (
     COLOR_SYNONYMS,
     OBJECT_SYNONYMS,
@@ -18,7 +18,7 @@ from teduo_ray.envs.babyai.paraphrase import (
 )
 
 OBJECTS = ("ball", "box", "key", "door")
-ALL_GOALS = all_goals(GOAL_TYPES, grid_size=(8, 8))
+ALL_GOALS = all_goals(ATOMIC_GOAL_TYPES, grid_size=(8, 8))
 
 
 def test_every_word_has_a_synonym() -> None:

@@ -75,6 +75,9 @@ def main(root: Path) -> None:
     out["removed_mid_stage"] = removed.is_set()
     out["shards_after_removal"] = result.shards
     out["identical_after_removal"] = shas(victim) == shas(reference)
+    deadline = time.monotonic() + 120  # the GCS marks a killed raylet dead after its health checks
+    while len([n for n in ray.nodes() if n["Alive"]]) > 2 and time.monotonic() < deadline:
+        time.sleep(1)
     out["alive_nodes_after"] = len([n for n in ray.nodes() if n["Alive"]])
     ray.shutdown()
     cluster.shutdown()

@@ -196,6 +196,10 @@ class RLConfig:
         goals_per_shard: goals one actor solves per task (bounds an actor's memory:
             goals x states x actions Q values).
         rollout_max_steps: cap on greedy rollouts that become SFT data.
+        sft_states: which states become SFT examples: "starts" (the first state of each
+            episode in the data) or "visited" (also every state the greedy rollouts pass
+            through, with the rest of the rollout as the answer; the agent is queried at
+            every step, so it should be trained on mid-episode states too).
         baselines: offline deep-RL baselines the `baselines` stage trains with RLlib on the
             same labels: "bc" (goal-conditioned behaviour cloning, RLlib BC) and "cql"
             (discrete CQL: RLlib's DQN module and learner plus the CQL(H) penalty, since
@@ -224,6 +228,7 @@ class RLConfig:
     actor_cpus: float = 0.5
     goals_per_shard: int = 64
     rollout_max_steps: int = 64
+    sft_states: Literal["starts", "visited"] = "visited"
     baselines: tuple[Literal["bc", "cql"], ...] = ("bc", "cql")
     baseline_bc_data: Literal["successful", "all"] = "successful"
     baseline_max_rows: int = 20_000

@@ -8,7 +8,7 @@ from teduo_ray.report.report import KEYS, report
 from teduo_ray.rundir import RunDir
 from tests.conftest import small_config
 
-CELLS = ["train_layouts/train_goals", "train_layouts/test_goals", "test_layouts/train_goals", "test_layouts/test_goals"]
+CELLS = ["train/train", "test/train", "train/test", "test/test"]  # as evaluate names them
 
 
 def _row(method: str, cell: str, sr: float) -> dict[str, object]:
@@ -26,7 +26,7 @@ def test_report_of_a_partial_run_says_what_is_missing(tmp_path: Path) -> None:
 def test_report_tables_figures_and_an_honest_verdict(tmp_path: Path) -> None:
     run = RunDir(str(tmp_path))
     by_cell = [_row("random", c, 0.1) for c in CELLS] + [_row("qtable", c, 0.3) for c in CELLS]
-    by_cell += [_row("finetuned", c, sr) for c, sr in zip(CELLS, (0.9, 0.6, 0.2, 0.5))]
+    by_cell += [_row("finetuned", c, sr) for c, sr in zip(CELLS, (0.9, 0.2, 0.6, 0.5))]
     run.write_json({"cells": CELLS, "episodes_per_cell": 10, "max_steps": 24, "temperature": 0.0,
                     "methods": ["random", "qtable", "finetuned"], "by_cell": by_cell, "by_goal_type": [],
                     "skipped": {"bc": "baselines stage not run"}}, "eval", "summary.json")

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-CELL_LABELS = {
-    "train_layouts/train_goals": "train layouts\ntrain goals",
-    "train_layouts/test_goals": "train layouts\nunseen goals",
-    "test_layouts/train_goals": "unseen layouts\ntrain goals",
-    "test_layouts/test_goals": "unseen layouts\nunseen goals",
+CELL_LABELS = {  # evaluation cells are named <layouts>/<goals>
+    "train/train": "train layouts\ntrain goals",
+    "train/test": "train layouts\nunseen goals",
+    "test/train": "unseen layouts\ntrain goals",
+    "test/test": "unseen layouts\nunseen goals",
 }
 
 

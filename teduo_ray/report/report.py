@@ -22,8 +22,7 @@ from teduo_ray.rundir import RunDir
 REPORT = "report"
 KEYS = {"success": "eval/success", "success_se": "eval/success_se", "length": "eval/length",
         "invalid": "eval/invalid_pct", "episodes": "eval/episodes"}
-UNSEEN = {"unseen layouts": "test_layouts/train_goals", "unseen goals": "train_layouts/test_goals",
-          "unseen layouts and goals": "test_layouts/test_goals"}
+UNSEEN = {"unseen layouts": "test/train", "unseen goals": "train/test", "unseen layouts and goals": "test/test"}
 
 Block = tuple[Any, ...]  # ("h", text) | ("p", text) | ("table", header, rows) | ("img", file, alt)
 
@@ -47,8 +46,15 @@ def verdict(summary: dict[str, Any]) -> list[dict[str, Any]]:
             if agent is None or other is None:
                 continue
             a, b = agent[KEYS["success"]], other[KEYS["success"]]
-            rows.append({"cell": name, "baseline": baseline, "finetuned": a, "other": b, "ahead": a > b})
+            se = (agent[KEYS["success_se"]] ** 2 + other[KEYS["success_se"]] ** 2) ** 0.5
+            rows.append({"cell": name, "baseline": baseline, "finetuned": a, "other": b, "ahead": a > b,
+                         "difference_se": se, "clear": abs(a - b) > 2 * se})
     return rows
+
+
+def _word(c: dict[str, Any]) -> str:
+    word = "ahead" if c["ahead"] else "NOT ahead"
+    return word if c["clear"] else f"{word} (within 2 s.e.)"
 
 
 def results_blocks(summary: dict[str, Any]) -> list[Block]:
@@ -77,9 +83,11 @@ def results_blocks(summary: dict[str, Any]) -> list[Block]:
     checks = verdict(summary)
     if checks:
         lines = [[c["cell"], c["baseline"], _pct(c["finetuned"]), _pct(c["other"]),
-                  "ahead" if c["ahead"] else "NOT ahead"] for c in checks]
+                  f"{100 * (c['finetuned'] - c['other']):+.1f} +- {100 * c['difference_se']:.1f}", _word(c)]
+                 for c in checks]
         blocks += [("h", "Verdict: fine-tuned agent vs baselines on unseen cells"),
-                   ("table", ["cell", "baseline", "fine-tuned SR %", "baseline SR %", "result"], lines)]
+                   ("table", ["cell", "baseline", "fine-tuned SR %", "baseline SR %", "difference (pp +- s.e.)",
+                              "result"], lines)]
     return blocks
 
 
@@ -210,7 +218,7 @@ class ReportResult:
         lines = [f"report: {self.path} (+ report.html, {self.figures} figures)"]
         for c in self.verdict:
             lines.append(f"  fine-tuned {_pct(c['finetuned'])}% vs {c['baseline']} {_pct(c['other'])}% on "
-                         f"{c['cell']}: {'ahead' if c['ahead'] else 'NOT ahead'}")
+                         f"{c['cell']}: {_word(c)}")
         return "\n".join(lines)
 
 

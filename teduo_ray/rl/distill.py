@@ -37,7 +37,7 @@ SFT_SCHEMA = pa.schema(
 
 
 def rollout(next_state: np.ndarray, policy: np.ndarray, achieved: np.ndarray, starts: np.ndarray,
-            max_steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+            max_steps: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """Greedy rollouts of one goal from many start states at once.
 
     Args:
@@ -48,16 +48,19 @@ def rollout(next_state: np.ndarray, policy: np.ndarray, achieved: np.ndarray, st
         max_steps: length cap.
 
     Returns:
-        (mask of the starts whose rollout reached the goal, action list of each of those).
+        (mask of the starts whose rollout reached the goal, the action list of each of those,
+        the states each of those visited before the goal, start first).
     """
     cur = starts.copy()
     alive = np.ones(len(starts), dtype=bool)
     reached = np.zeros(len(starts), dtype=bool)
     taken = np.full((len(starts), max_steps), -1, dtype=np.int8)
+    path = np.full((len(starts), max_steps), -1, dtype=np.int64)
     for t in range(max_steps):
         act = np.where(alive, policy[cur], -1)
         alive &= act >= 0
         taken[alive, t] = act[alive]
+        path[alive, t] = cur[alive]
         nxt = np.where(alive, next_state[cur, np.maximum(act, 0)], cur)
         alive &= nxt >= 0
         cur = np.where(alive, nxt, cur)
@@ -67,11 +70,31 @@ def rollout(next_state: np.ndarray, policy: np.ndarray, achieved: np.ndarray, st
         if not alive.any():
             break
     lengths = (taken >= 0).sum(axis=1)
-    return reached, [taken[i, : lengths[i]] for i in np.flatnonzero(reached)]
+    kept = np.flatnonzero(reached)
+    return reached, [taken[i, : lengths[i]] for i in kept], [path[i, : lengths[i]] for i in kept]
+
+
+def sft_examples(plans: list[np.ndarray], paths: list[np.ndarray], visited: bool) -> list[tuple[int, np.ndarray]]:
+    """(state id, action list) examples of one goal from its successful rollouts.
+
+    With ``visited``, every state a rollout passes through is a start state too, with the
+    rest of the rollout as its answer (the greedy policy is deterministic, so that suffix IS
+    the rollout from that state); each state once, in first-seen order. The agent is asked
+    at every step of an episode, not only at its first state.
+    """
+    out: list[tuple[int, np.ndarray]] = []
+    seen: set[int] = set()
+    for plan, path in zip(plans, paths):
+        for t in range(len(plan) if visited else min(1, len(plan))):
+            sid = int(path[t])
+            if sid not in seen:
+                seen.add(sid)
+                out.append((sid, plan[t:]))
+    return out
 
 
 def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mode: str, max_steps: int,
-                  num_actions: int) -> dict[str, Any]:
+                  num_actions: int, visited: bool = True) -> dict[str, Any]:
     """Roll out one policy shard's goals and write its SFT rows (a Ray task)."""
     from teduo_ray.envs.babyai.state import StateBatch
     from teduo_ray.envs.babyai.text import render_state
@@ -93,14 +116,15 @@ def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mod
         policy = np.full(mdp.num_states, -1, dtype=np.int64)
         policy[rows["state_id"].to_numpy()] = rows["action"].to_numpy()
         starts = starts_all[~achieved[k, starts_all]]
-        reached, plans = rollout(mdp.next_state, policy, achieved[k], starts, max_steps)
-        kept = starts[reached]
+        reached, plans, paths = rollout(mdp.next_state, policy, achieved[k], starts, max_steps)
+        examples = sft_examples(plans, paths, visited)
+        kept = np.array([sid for sid, _ in examples], dtype=np.int64)
         selection = parse_selection(goal["selection"]) if goal["abstract"] else None
         if selection is not None and len(kept):
             shown = abstract_batch(StateBatch(raw.grids[kept], raw.header[kept]), selection).to_blobs()
         else:
             shown = [blobs[i] for i in kept]
-        for sid, blob, plan in zip(kept, shown, plans):
+        for sid, blob, plan in zip(kept, shown, (p for _, p in examples)):
             cols["goal_id"].append(goal["goal_id"])
             cols["goal_text"].append(goal["text"])
             cols["state_id"].append(int(sid))
@@ -142,7 +166,7 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     policies = run.finished(POLICIES, "learn")
     abstractions = {r["goal_id"]: r for r in run.read_table("abstractions", "abstractions.parquet").to_pylist()}
     abstract = cfg.labeling.abstraction != "none"
-    config_hash = stable_hash([learn_hash(cfg), cfg.env.text_mode, cfg.rl.rollout_max_steps])
+    config_hash = stable_hash([learn_hash(cfg), cfg.env.text_mode, cfg.rl.rollout_max_steps, cfg.rl.sft_states])
     manifest = StageManifest.load_or_create(run, SFT, config_hash, len(policies["shards"]), replace_stale=True)
     run.remove_temporaries(SFT)
     todo = [name for name in sorted(policies["shards"]) if name not in manifest.shards]
@@ -154,7 +178,7 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
             goals = [{"goal_id": g, "text": abstractions[g]["text"], "selection": abstractions[g]["selection"],
                       "abstract": abstract} for g in policies["shards"][name]["goal_ids"]]
             refs.append(task.remote(cfg.run_dir, name, goals, cfg.env.text_mode, cfg.rl.rollout_max_steps,
-                                    NUM_ACTIONS))
+                                    NUM_ACTIONS, cfg.rl.sft_states == "visited"))
         with tqdm(total=len(refs), desc="distill", unit="shard", disable=not progress) as bar:
             for record in as_completed(refs):
                 manifest.add(run, record)

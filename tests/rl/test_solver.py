@@ -81,11 +81,24 @@ def test_rollout_reaches_goal_and_respects_the_cap() -> None:
     goal = np.zeros((1, 6), bool)
     goal[0, 5] = True
     _, action = solve_goals(mdp, goal, gamma=0.7)
-    reached, plans = rollout(mdp.next_state, action[0].astype(np.int64), goal[0], np.array([0, 3]), max_steps=10)
+    reached, plans, paths = rollout(mdp.next_state, action[0].astype(np.int64), goal[0], np.array([0, 3]), max_steps=10)
     assert reached.tolist() == [True, True]
     assert [p.tolist() for p in plans] == [[1] * 5, [1, 1]]
-    reached, plans = rollout(mdp.next_state, action[0].astype(np.int64), goal[0], np.array([0, 3]), max_steps=3)
+    assert [p.tolist() for p in paths] == [[0, 1, 2, 3, 4], [3, 4]]
+    reached, plans, _ = rollout(mdp.next_state, action[0].astype(np.int64), goal[0], np.array([0, 3]), max_steps=3)
     assert reached.tolist() == [False, True] and [p.tolist() for p in plans] == [[1, 1]]
     # an undefined policy never reaches
-    reached, _ = rollout(mdp.next_state, np.full(6, -1), goal[0], np.array([0]), max_steps=10)
+    reached, _, _ = rollout(mdp.next_state, np.full(6, -1), goal[0], np.array([0]), max_steps=10)
     assert not reached.any()
+
+
+def test_sft_examples_from_starts_or_every_visited_state() -> None:
+    from teduo_ray.rl.distill import sft_examples
+
+    plans = [np.array([1, 1, 1, 1, 1]), np.array([1, 1])]
+    paths = [np.array([0, 1, 2, 3, 4]), np.array([3, 4])]
+    starts = sft_examples(plans, paths, visited=False)
+    assert [(s, p.tolist()) for s, p in starts] == [(0, [1] * 5), (3, [1, 1])]
+    every = sft_examples(plans, paths, visited=True)
+    # each state once; its answer is the rest of the rollout through it
+    assert [(s, p.tolist()) for s, p in every] == [(0, [1] * 5), (1, [1] * 4), (2, [1] * 3), (3, [1, 1]), (4, [1])]

@@ -25,7 +25,7 @@ def test_help_for_every_command() -> None:
     [
         (["collect", "nope.yaml"], "config file not found: nope.yaml"),
         (["collect", "jobs/tiny.yaml", "rl.gama=1"], "unknown key rl.gama (did you mean rl.gamma?)"),
-        (["finetune", "jobs/tiny.yaml"], "stage 'finetune' is not implemented"),
+        (["finetune", "jobs/tiny.yaml", "run_dir=/nonexistent/teduo-run"], "run `teduo distill` first"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args: list[str], message: str) -> None:

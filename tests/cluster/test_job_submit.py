@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,12 +23,16 @@ def test_ray_job_submit_runs_the_pipeline_on_an_existing_cluster(tmp_path: Path)
     run_dir = tmp_path / "run"  # shared storage: the job writes where this test reads
     ray_cli = str(Path(sys.executable).parent / "ray")
     with ray_head() as address:
-        job = subprocess.run(
-            [ray_cli, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-             "python", "-m", "teduo_ray.cli", "run", "jobs/tiny.yaml", f"run_dir={run_dir}", *SMOKE,
-             "--until", "learn", "--no-progress"],
-            env=ray_env(), capture_output=True, text=True, timeout=800,
-        )
+        for _attempt in range(30):  # the dashboard answers before its job agent is up
+            job = subprocess.run(
+                [ray_cli, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+                 "python", "-m", "teduo_ray.cli", "run", "jobs/tiny.yaml", f"run_dir={run_dir}", *SMOKE,
+                 "--until", "learn", "--no-progress"],
+                env=ray_env(), capture_output=True, text=True, timeout=800,
+            )
+            if "No available agent to submit job" not in job.stdout + job.stderr:
+                break
+            time.sleep(2)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "succeeded" in job.stdout + job.stderr
     # The job joined the head (RAY_ADDRESS from `ray job submit`), not a Ray of its own.

@@ -12,8 +12,7 @@ from collections import Counter
 from typing import Any
 
 from teduo_ray.config import RunConfig
-
-NUM_ACTIONS = 7
+from teduo_ray.envs.babyai.constants import NUM_ACTIONS
 
 
 def _fmt(n: float) -> str:
@@ -29,6 +28,7 @@ def _fmt(n: float) -> str:
 def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     """One row per stage: its parallel units, resources and expected output size."""
     from teduo_ray.envs import get_adapter
+    from teduo_ray.labeling.label import _goals_per_shard
 
     entries = get_adapter(cfg.env, cfg.seed).goal_catalogue()
     train = sum(1 for e in entries if e.split == "train")
@@ -42,7 +42,7 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     requests = train * min(lab.llm_states_per_goal, states)
     llm_calls = requests + (train if lab.abstraction == "llm" else 0)
     pairs = train * states
-    label_shards = math.ceil(train / max(1, min(8, 1_000_000 // max(1, states))))
+    label_shards = math.ceil(train / _goals_per_shard(states))
     q_bytes = rl.goals_per_shard * states * NUM_ACTIONS * 4  # float32 Q of one goal shard
     examples = train * episodes  # upper bound: one per (goal, start state)
     train_examples = examples * (1 - sft.val_fraction)

@@ -57,7 +57,7 @@ def _word(c: dict[str, Any]) -> str:
     return word if c["clear"] else f"{word} (within 2 s.e.)"
 
 
-def results_blocks(summary: dict[str, Any]) -> list[Block]:
+def results_blocks(summary: dict[str, Any], checks: list[dict[str, Any]]) -> list[Block]:
     cells = summary["cells"]
     index = {(r["method"], r["cell"]): r for r in summary["by_cell"]}
     header = ["method", *[plots.CELL_LABELS.get(c, c).replace("\n", " / ") for c in cells]]
@@ -80,7 +80,6 @@ def results_blocks(summary: dict[str, Any]) -> list[Block]:
     ]
     for method, reason in summary.get("skipped", {}).items():
         blocks.append(("p", f"Skipped {method}: {reason}"))
-    checks = verdict(summary)
     if checks:
         lines = [[c["cell"], c["baseline"], _pct(c["finetuned"]), _pct(c["other"]),
                   f"{100 * (c['finetuned'] - c['other']):+.1f} +- {100 * c['difference_se']:.1f}", _word(c)]
@@ -102,10 +101,10 @@ def build(cfg: RunConfig, run: RunDir) -> tuple[list[Block], dict[str, bytes], d
 
     summary = _read_json(run, "eval", "summary.json")
     if summary and summary.get("by_cell"):
-        blocks += results_blocks(summary)
+        facts["verdict"] = verdict(summary)
+        blocks += results_blocks(summary, facts["verdict"])
         figures["success_by_cell.png"] = plots.success_by_cell(summary["by_cell"], summary["methods"],
                                                               summary["cells"], KEYS)
-        facts["verdict"] = verdict(summary)
     else:
         blocks.append(("p", "No evaluation yet (run `teduo evaluate`)."))
 

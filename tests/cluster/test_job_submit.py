@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -39,5 +40,5 @@ def test_ray_job_submit_runs_the_pipeline_on_an_existing_cluster(tmp_path: Path)
     assert "joining Ray cluster" in job.stdout + job.stderr
     assert pq.read_table(run_dir / "transitions").num_rows > 0
     assert pq.read_table(run_dir / "policies").num_rows > 0
-    stages = [r["stage"] for r in __import__("json").loads((run_dir / "metrics" / "stages.json").read_text())]
+    stages = [r["stage"] for r in json.loads((run_dir / "metrics" / "stages.json").read_text())]
     assert stages == ["collect", "label", "learn"]

@@ -82,8 +82,9 @@ class PeakRSS:
         self._thread.join()
 
 
-def scaled_config(run_dir: str, goals: int, episodes: int, layouts: int) -> Any:
-    """jobs/scale.yaml, shrunk to a 2-core machine at one (goals, episodes) point."""
+def scaled_config(run_dir: str, goals: int, episodes: int, layouts: int, extra: tuple[str, ...] = ()) -> Any:
+    """jobs/scale.yaml, shrunk to a 2-core machine at one (goals, episodes) point;
+    ``extra``: further dotted overrides (``--set``)."""
     from teduo_ray.config import load_config
 
     return load_config(REPO / "jobs" / "scale.yaml", [
@@ -110,17 +111,18 @@ def scaled_config(run_dir: str, goals: int, episodes: int, layouts: int) -> Any:
         "rl.rollout_max_steps=64",
         "ray.num_cpus=2",
         "ray.collect_cpus_per_task=0.5",
+        *extra,
     ])
 
 
-def run_point(goals: int, episodes: int, layouts: int, root: str) -> dict[str, Any]:
+def run_point(goals: int, episodes: int, layouts: int, root: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run the four stages at one size; seconds and peak memory per stage."""
     from teduo_ray.pipeline import run_stage
     from teduo_ray.observability import load_stage_metrics
     from teduo_ray.rundir import RunDir
 
     run_dir = os.path.join(root, f"g{goals}-e{episodes}")
-    cfg = scaled_config(run_dir, goals, episodes, layouts)
+    cfg = scaled_config(run_dir, goals, episodes, layouts, extra)
     out: dict[str, Any] = {"goals": goals, "episodes_per_layout": episodes, "layouts": layouts, "stages": {}}
     for stage in STAGES:
         with PeakRSS() as mem:
@@ -135,6 +137,11 @@ def run_point(goals: int, episodes: int, layouts: int, root: str) -> dict[str, A
         print(f"  g={goals:<5} e={episodes:<4} {stage:<8} {record['seconds']:8.1f}s rows={record['rows']} "
               f"driver={mem.driver / 2**20:.0f}MB ray_tree={mem.tree / 2**20:.0f}MB", flush=True)
     out["transitions"] = out["stages"]["collect"]["rows"]
+    acc = json.loads(Path(run_dir, "rewards", "accuracy.json").read_text())
+    out["labels"] = {"llm_calls": acc["llm_calls"], "pairs": acc["pairs_labeled"], "states": acc["states"],
+                     **{f"{k}_{m}": acc[k].get("all", {}).get(m) for k in ("final", "model_only")
+                        for m in ("precision", "recall", "positives")}}
+    print(f"  g={goals:<5} e={episodes:<4} labels: {out['labels']}", flush=True)
     return out
 
 
@@ -159,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, nargs="+")
     parser.add_argument("--layouts", type=int, default=4)
     parser.add_argument("--keep", help="keep run dirs under this folder (default: a temp dir)")
+    parser.add_argument("--set", dest="extra", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="further config overrides for every point")
     args = parser.parse_args(argv)
     goals = sorted(args.goals or ([100, 1000] if args.quick else [100, 1000, 3000]))
     episodes = sorted(args.episodes or ([10, 40] if args.quick else [10, 40, 160]))
@@ -175,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # untimed warm-up at the baseline size: Ray worker start-up and first imports would
         # otherwise be charged to the baseline and make every ratio look sub-linear
-        run_point(goals[0], episodes[0], args.layouts, os.path.join(root, "warmup"))
-        runs = [run_point(g, e, args.layouts, root) for g, e in points]
+        extra = tuple(args.extra)
+        run_point(goals[0], episodes[0], args.layouts, os.path.join(root, "warmup"), extra)
+        runs = [run_point(g, e, args.layouts, root, extra) for g, e in points]
     finally:
         ray.shutdown()
         if not args.keep:

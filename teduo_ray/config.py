@@ -139,6 +139,10 @@ class LabelingConfig:
         reward_lr: reward-model learning rate (the paper's per-goal model: 1e-5).
         reward_epochs: maximum reward-model epochs (the best validation loss is kept).
         reward_batch_size: reward-model batch size.
+        reward_max_pairs: at most this many LLM-labeled pairs train the reward model (a
+            seeded uniform sample; 0 = all): training time stops growing with the goal count.
+        reward_view_radius: radius of the reward model's egocentric view (0 = the whole grid
+            from any tile; a 22x22 Synth grid is then a 43x43 view, ~10x the cost of radius 6).
         torch_threads: CPU threads per labeling actor (fixed, for reproducible scores).
         http_url: OpenAI-compatible chat-completions URL of the http backend.
         http_api_key_env: environment variable holding the http backend's API key.
@@ -161,6 +165,8 @@ class LabelingConfig:
     reward_lr: float = 1e-3
     reward_epochs: int = 20
     reward_batch_size: int = 256
+    reward_max_pairs: int = 200_000
+    reward_view_radius: int = 0
     torch_threads: int = 1
     http_url: str = "http://127.0.0.1:8000/v1/chat/completions"
     http_api_key_env: str = "OPENAI_API_KEY"
@@ -173,6 +179,8 @@ class LabelingConfig:
         _require(self.reward_lr > 0, "labeling.reward_lr", "must be > 0")
         _require(self.reward_epochs >= 1, "labeling.reward_epochs", "must be >= 1")
         _require(self.reward_batch_size >= 1, "labeling.reward_batch_size", "must be >= 1")
+        _require(self.reward_max_pairs >= 0, "labeling.reward_max_pairs", "must be >= 0 (0 = all)")
+        _require(self.reward_view_radius >= 0, "labeling.reward_view_radius", "must be >= 0 (0 = whole grid)")
         _require(self.torch_threads >= 1, "labeling.torch_threads", "must be >= 1")
         _require(self.llm_states_per_goal >= 1, "labeling.llm_states_per_goal", "must be >= 1")
         _require(0.0 < self.precision_target <= 1.0, "labeling.precision_target", "in (0, 1]")

@@ -66,6 +66,8 @@ def test_int_where_float_expected_is_accepted() -> None:
         ("env.text_mode=pixels", "env.text_mode: 'pixels' is not one of"),
         ("env.goal_types=[go_to, fly]", "env.goal_types[1]: 'fly' is not one of"),
         ("data.behaviour={bot: 1, expert: 2}", "data.behaviour: unknown policies ['expert']"),
+        ("labeling.reward_max_pairs=-1", "labeling.reward_max_pairs: must be >= 0 (0 = all)"),
+        ("labeling.reward_view_radius=-2", "labeling.reward_view_radius: must be >= 0 (0 = whole grid)"),
         ("data.behaviour={bot: 0}", "data.behaviour: weights must be >= 0 and not all zero"),
         ("rl=3", "rl: expected a mapping"),
         ("sft.bf16=true", "sft.bf16: needs sft.use_gpu=true"),

@@ -180,9 +180,15 @@ def _match(types: np.ndarray, colors: np.ndarray, descs: tuple[tuple[str | None,
     return mask
 
 
-def _agent_rooms(grids: np.ndarray, header: np.ndarray) -> np.ndarray:
+def agent_rooms(batch: StateBatch) -> np.ndarray:
     """(N, W, H) mask of each agent's room: the open cells reachable without crossing walls
-    or doors, plus the walls and doors around them."""
+    or doors, plus the walls and doors around them.
+
+    It depends on the raw states only (abstraction keeps walls, doors and the agent), so
+    code that abstracts one batch for many goals computes it once and passes it to
+    :func:`abstract_batch`: it is most of the abstraction's cost.
+    """
+    grids, header = batch.grids, batch.header
     n, w, h, _ = grids.shape
     passable = (grids[..., 0] != _WALL) & (grids[..., 0] != _DOOR)
     room = np.zeros((n, w, h), dtype=bool)
@@ -209,8 +215,11 @@ def _agent_rooms(grids: np.ndarray, header: np.ndarray) -> np.ndarray:
     return border
 
 
-def abstract_batch(batch: StateBatch, selection: Selection) -> StateBatch:
-    """Apply a goal's selection to every state of a batch (see module docstring)."""
+def abstract_batch(batch: StateBatch, selection: Selection, rooms: np.ndarray | None = None) -> StateBatch:
+    """Apply a goal's selection to every state of a batch (see module docstring).
+
+    ``rooms``: :func:`agent_rooms` of ``batch`` if already computed.
+    """
     grids, header = batch.grids.copy(), batch.header.copy()
     types, colors, channel = grids[..., 0], grids[..., 1], grids[..., 2]
     objects = _match(types, colors, selection.goal_objects)
@@ -237,7 +246,7 @@ def abstract_batch(batch: StateBatch, selection: Selection) -> StateBatch:
     header[c_loc, 6] |= GOAL_LOCATION << CARRY_ROLE_SHIFT
 
     if len(grids):
-        room = _agent_rooms(grids, header)
+        room = agent_rooms(batch) if rooms is None else rooms
         all_inside = ~(relevant & ~room).reshape(len(grids), -1).any(axis=1)
         drop = ~room & all_inside[:, None, None]
         grids[drop] = 0

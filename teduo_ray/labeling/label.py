@@ -43,11 +43,12 @@ from teduo_ray.labeling import features, reward_model
 from teduo_ray.labeling.abstraction import (
     Selection,
     abstract_batch,
+    agent_rooms,
     abstraction_messages,
     parse_selection,
     rules_selection,
 )
-from teduo_ray.labeling.metrics import quality
+from teduo_ray.labeling.metrics import NEVER, quality
 from teduo_ray.labeling.sampling import feature_keys, stratified_pick
 from teduo_ray.labeling.stages import uniform_hash
 from teduo_ray.rundir import RunDir, StageManifest
@@ -66,7 +67,8 @@ STEP_FIELDS: dict[str, tuple[str, ...]] = {
     ABSTRACTIONS: ("abstraction", "backend", "model", "http_url"),
     REQUESTS: ("llm_states_per_goal", "requests_per_shard"),
     LLM_LABELS: ("oracle_precision", "oracle_recall"),
-    MODEL: ("reward_model", "reward_lr", "reward_epochs", "reward_batch_size", "precision_target"),
+    MODEL: ("reward_model", "reward_lr", "reward_epochs", "reward_batch_size", "precision_target",
+            "reward_max_pairs", "reward_view_radius"),
     LABELS: (),
 }
 VAL_FRACTION = 0.1
@@ -147,8 +149,6 @@ def _training_goals(cfg: RunConfig) -> list[tuple[int, Goal, str]]:
     return [(e.goal_id, e.goal, e.text) for e in entries if e.split == "train"]
 
 
-def _abstract(states: StateBatch, spec: GoalSpec) -> StateBatch:
-    return abstract_batch(states, spec.selection)
 
 
 def _goals_per_shard(n_states: int) -> int:
@@ -308,9 +308,10 @@ def build_requests(cfg: RunConfig, run: RunDir, blobs: list[bytes], specs: list[
     if existing.complete:
         return existing
     raw = StateBatch.from_blobs(blobs)
+    rooms = agent_rooms(raw)
     columns: dict[str, list[Any]] = {k: [] for k in ("goal_id", "state_id", "goal_text", "state", "prompt_state")}
     for spec in specs:
-        abstract = _abstract(raw, spec).to_blobs()
+        abstract = abstract_batch(raw, spec.selection, rooms).to_blobs()
         dedupe_on = blobs if lab.abstraction == "none" else abstract
         arr = pa.array(dedupe_on, pa.binary())
         unique = pc.unique(arr)
@@ -483,15 +484,30 @@ def _llm_labeled(run: RunDir) -> pa.Table:
 
 
 def _encode_pairs(table: pa.Table, specs: dict[int, GoalSpec], radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs of labeled pairs; the one-hot planes as uint8 (a quarter of float32's memory)."""
     gids = table["goal_id"].to_numpy()
     planes, vectors = [], []
     for gid in np.unique(gids):
         rows = np.flatnonzero(gids == gid)
         batch = StateBatch.from_blobs(table["state"].take(pa.array(rows)).to_pylist())
         p, v = features.encode(batch, features.goal_type_tag(specs[int(gid)].goal), radius)
-        planes.append(p)
+        planes.append(p.astype(np.uint8))
         vectors.append(v)
     return np.concatenate(planes), np.concatenate(vectors)
+
+
+def reward_radius(cfg: RunConfig, grid: tuple[int, int]) -> int:
+    """The reward model's view radius: ``labeling.reward_view_radius``, at most the whole grid."""
+    full = features.view_radius(*grid)
+    return min(cfg.labeling.reward_view_radius or full, full)
+
+
+def _cap_pairs(table: pa.Table, max_pairs: int, seed: int) -> pa.Table:
+    """At most ``max_pairs`` rows, a uniform sample fixed by the seed (0 = keep all)."""
+    if not max_pairs or table.num_rows <= max_pairs:
+        return table
+    u = uniform_hash(seed, table["goal_id"].to_numpy().astype(np.int64), table["state_id"].to_numpy().astype(np.int64))
+    return table.take(pa.array(np.sort(np.argsort(u, kind="stable")[:max_pairs])))
 
 
 def train_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], grid: tuple[int, int],
@@ -505,9 +521,9 @@ def train_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], grid:
     if manifest.complete:
         return run.read_json(MODEL, "meta.json")
     lab = cfg.labeling
-    table = _llm_labeled(run)
+    table = _cap_pairs(_llm_labeled(run), lab.reward_max_pairs, cfg.seed + 2)
     by_id = {s.goal_id: s for s in specs}
-    radius = features.view_radius(*grid)
+    radius = reward_radius(cfg, grid)
     planes, vector = _encode_pairs(table, by_id, radius)
     labels = table["llm_label"].to_numpy(zero_copy_only=False).astype(bool)
     gids = table["goal_id"].to_numpy()
@@ -524,6 +540,12 @@ def train_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], grid:
         for name, idx in groups.items()
     }
     fits = {name: ray.get(ref) for name, ref in refs.items()}
+    silent = [name for name, f in fits.items() if f.threshold >= NEVER]
+    if silent:
+        log.warning("reward model(s) %s: labeling.precision_target=%s is not reached on the held-out LLM labels, "
+                    "so they label no pair positive (the LLM's labels are kept); more LLM labels per goal "
+                    "(labeling.llm_states_per_goal) or a lower target changes that",
+                    ", ".join(silent[:5]) + (" ..." if len(silent) > 5 else ""), lab.precision_target)
     import torch
 
     buf = io.BytesIO()
@@ -571,6 +593,7 @@ class RewardLabelActor:
         torch.set_num_threads(torch_threads)
         self.run = RunDir(run_dir)
         self.raw = StateBatch.from_blobs(blobs)
+        self.rooms = agent_rooms(self.raw)
         self.specs = {s.goal_id: s for s in specs}
         self.meta = meta
         self.weights = torch.load(io.BytesIO(self.run.read_bytes(MODEL, "model.pt")), weights_only=True)
@@ -587,7 +610,7 @@ class RewardLabelActor:
         for gid in goal_ids:
             spec = self.specs[gid]
             group = "shared" if self.meta["kind"] == "shared" else str(gid)
-            abstract = _abstract(self.raw, spec)
+            abstract = abstract_batch(self.raw, spec.selection, self.rooms)
             if group in self.weights:
                 planes, vector = features.encode(abstract, features.goal_type_tag(spec.goal), self.meta["radius"])
                 p = reward_model.predict_proba(self.meta["kind"], self.weights[group], planes, vector)
@@ -619,16 +642,28 @@ def _accumulate(stats: dict[str, Any], gtype: str, p: np.ndarray, label: np.ndar
                 model_rows: np.ndarray, bins: int) -> None:
     """Confusion counts and p-histograms per goal type (and for model-labeled rows only)."""
     for scope, mask in ((gtype, np.ones_like(truth)), (f"{gtype}/model", model_rows)):
-        s = stats.setdefault(scope, {"tp": 0, "fp": 0, "fn": 0, "tn": 0,
-                                     "hist_pos": [0] * bins, "hist_neg": [0] * bins})
+        s = stats.setdefault(scope, {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "hist_pos": {}, "hist_neg": {}})
         t, y = truth[mask], label[mask]
         s["tp"] += int(np.sum(t & y))
         s["fp"] += int(np.sum(~t & y))
         s["fn"] += int(np.sum(t & ~y))
         s["tn"] += int(np.sum(~t & ~y))
         idx = np.minimum((p[mask] * bins).astype(np.int64), bins - 1)
-        s["hist_pos"] = (np.asarray(s["hist_pos"]) + np.bincount(idx[t], minlength=bins)).tolist()
-        s["hist_neg"] = (np.asarray(s["hist_neg"]) + np.bincount(idx[~t], minlength=bins)).tolist()
+        for key, rows in (("hist_pos", idx[t]), ("hist_neg", idx[~t])):
+            s[key] = _sparse(_dense(s[key], bins) + np.bincount(rows, minlength=bins))
+
+
+def _sparse(hist: np.ndarray) -> dict[str, int]:
+    """A histogram as {bin: count} of its non-empty bins: shard records are saved in the
+    manifest after every shard, and dense 1,000-bin lists made that quadratic in shards."""
+    return {str(int(i)): int(hist[i]) for i in np.flatnonzero(hist)}
+
+
+def _dense(hist: dict[str, int], bins: int) -> np.ndarray:
+    out = np.zeros(bins, np.int64)
+    for i, c in hist.items():
+        out[int(i)] += c
+    return out
 
 
 def apply_reward_model(cfg: RunConfig, run: RunDir, blobs: list[bytes], specs: list[GoalSpec],
@@ -714,8 +749,8 @@ def accuracy_report(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], labels: 
             m = merged.setdefault(scope, {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "hist_pos": 0, "hist_neg": 0})
             for k in ("tp", "fp", "fn", "tn"):
                 m[k] += s[k]
-            m["hist_pos"] = np.asarray(m["hist_pos"]) + np.asarray(s["hist_pos"])
-            m["hist_neg"] = np.asarray(m["hist_neg"]) + np.asarray(s["hist_neg"])
+            for k in ("hist_pos", "hist_neg"):
+                m[k] = m[k] + _dense(s[k], RewardLabelActor.BINS)
     final: dict[str, Any] = {}
     model_only: dict[str, Any] = {}
     for scope_all, target in (("", final), ("/model", model_only)):

@@ -45,6 +45,9 @@ def quality(scores: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> dict[s
     }
 
 
+NEVER = 2.0  # a threshold no probability reaches: the model labels nothing positive
+
+
 def precision_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float, float]:
     """The threshold with the most held-out recall at precision >= ``target``.
 
@@ -59,8 +62,11 @@ def precision_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -
 
     Returns:
         (threshold, precision, recall) on the held-out pairs; label positive when p >= threshold.
-        When no cut point reaches the target, the one with the best precision (ties: more
-        recall) is used.
+        When no cut point reaches the target, the model labels nothing: ``NEVER`` (above
+        every probability), precision 1.0 (vacuous), recall 0.0. A best-effort cut was
+        tried first; with few held-out positives it labelled ~1% of all pairs positive at
+        ~1% precision, and false positives poison the SFT data while false negatives
+        only shrink it (the LLM's own labels are kept either way).
     """
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
     n_pos = int(labels.sum())
@@ -73,12 +79,10 @@ def precision_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -
     last = np.r_[s[1:] != s[:-1], True]  # a cut can only sit after the last of equal scores
     precision, recall = tp / k, tp / n_pos
     ok = last & (precision >= target)
-    if ok.any():
-        best = recall[ok].max()
-        i = int(np.flatnonzero(ok & (recall == best))[0])
-    else:
-        cand = np.flatnonzero(last)
-        i = int(cand[np.lexsort((-recall[cand], -precision[cand]))[0]])
+    if not ok.any():
+        return NEVER, 1.0, 0.0
+    best = recall[ok].max()
+    i = int(np.flatnonzero(ok & (recall == best))[0])
     threshold = s[i] if i + 1 == len(s) else _sigmoid((_logit(s[i]) + _logit(s[i + 1])) / 2.0)
     return float(threshold), float(precision[i]), float(recall[i])
 

@@ -116,7 +116,8 @@ def fit(
     tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     if len(va) == 0:  # too few labels to hold any out: validate on the training pairs
         va = tr
-    P, V = torch.tensor(planes), torch.tensor(vector)  # copies: Ray hands read-only arrays
+    # copies: Ray hands read-only arrays; planes may be uint8 one-hots, made float per batch
+    P, V = torch.tensor(planes), torch.tensor(vector)
     Y = torch.tensor(labels.astype(np.float32))
     gen = torch.Generator().manual_seed(seed)
     best_loss, best_state, stale, ran = float("inf"), None, 0, 0
@@ -124,7 +125,7 @@ def fit(
     def predict(idx: np.ndarray) -> torch.Tensor:
         model.eval()
         with torch.no_grad():
-            return torch.cat([model(P[idx[i : i + 4096]], V[idx[i : i + 4096]]) for i in range(0, len(idx), 4096)])
+            return torch.cat([model(P[idx[i : i + 4096]].float(), V[idx[i : i + 4096]]) for i in range(0, len(idx), 4096)])
 
     for epoch in range(epochs):
         model.train()
@@ -132,7 +133,7 @@ def fit(
         for i in range(0, len(order), batch_size):
             b = order[i : i + batch_size]
             opt.zero_grad()
-            loss_fn(model(P[b], V[b]), Y[b]).backward()
+            loss_fn(model(P[b].float(), V[b]), Y[b]).backward()
             opt.step()
         ran = epoch + 1
         val_loss = float(loss_fn(predict(va), Y[va]))

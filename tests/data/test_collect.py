@@ -18,6 +18,7 @@ from teduo_ray.data.schema import TRANSITIONS_SCHEMA
 from teduo_ray.envs.babyai.state import decode_state
 from teduo_ray.errors import DataError
 from teduo_ray.rundir import RunDir
+from teduo_ray.config import load_config
 from tests.conftest import REPO, run_teduo, small_config
 
 pytestmark = pytest.mark.usefixtures("ray_local_2cpu")
@@ -160,3 +161,22 @@ def test_kill_9_mid_run_then_rerun_gives_identical_bytes(tmp_path: Path) -> None
     assert resumed.returncode == 0, resumed.stderr
     assert shard_hashes(killed) == shard_hashes(reference)
     assert len(shard_hashes(reference)) == 40
+
+
+def test_stuck_bot_ends_its_episode_instead_of_hanging(tmp_path: Path) -> None:
+    """minigrid's bot re-plans forever on this Synth episode (nothing left to explore);
+    the collector must end the episode and go on."""
+    import faulthandler
+
+    cfg = load_config(REPO / "jobs" / "scale.yaml", [
+        f"run_dir={tmp_path}", "env.train_layouts=4", "env.num_train_goals=100", "env.num_test_goals=100",
+        "data.episodes_per_layout=10", "data.max_episode_steps=48",
+    ])
+    collector = EpisodeCollector(cfg)
+    faulthandler.dump_traceback_later(120, exit=True)  # a regression hangs: fail loudly instead
+    try:
+        cols, stats = collector.episode(23)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert stats["bot_episodes"] == 1 and stats["bot_successes"] == 0
+    assert 0 < len(cols["step"]) < 48

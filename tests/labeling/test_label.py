@@ -253,6 +253,19 @@ def test_reward_model_settings_retrain_without_relabeling(
     assert table(run_dir, "rewards/labels").num_rows == result.pairs
 
 
+def test_reward_model_pair_cap_and_view_radius(labeled: tuple[Path, LabelResult], tmp_path: Path) -> None:
+    """A capped, windowed reward model: trained on a seeded sample of the LLM labels, and
+    still labels every pair without a false positive on the exact oracle."""
+    run_dir = copy_run(labeled[0], tmp_path / "run")
+    result = label(config(run_dir, "labeling.num_actors=1", "labeling.reward_max_pairs=1000",
+                          "labeling.reward_view_radius=3"), progress=False)
+    group = result.report["model"]["groups"]["shared"]
+    assert group["train_size"] + group["val_size"] == 1000 < labeled[1].llm_calls
+    assert json.loads((run_dir / "rewards" / "model" / "meta.json").read_text())["radius"] == 3
+    assert table(run_dir, "rewards/labels").num_rows == result.pairs
+    assert result.report["final"]["all"]["precision"] == 1.0
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigkill_mid_llm_stage_then_resume(

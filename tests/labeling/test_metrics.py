@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from teduo_ray.labeling.label import _hist_auc
-from teduo_ray.labeling.metrics import precision_recall, precision_threshold, quality, roc_auc
+from teduo_ray.labeling.metrics import NEVER, precision_recall, precision_threshold, quality, roc_auc
 
 
 def logit(p: float) -> float:
@@ -60,21 +60,15 @@ def test_order_of_the_input_does_not_matter() -> None:
     )
 
 
-def test_unreachable_target_takes_the_best_precision() -> None:
-    scores = np.array([0.9, 0.8, 0.7])
-    labels = np.array([0, 1, 0], bool)  # precision 0, 1/2, 1/3
-    threshold, p, r = precision_threshold(scores, labels, 0.9)
-    assert (p, r) == (0.5, 1.0)
-    assert threshold == pytest.approx(midpoint(0.8, 0.7))
-
-
-def test_unreachable_target_breaks_precision_ties_by_recall() -> None:
-    scores = np.array([0.9, 0.8, 0.7, 0.6])
-    labels = np.array([0, 1, 0, 1], bool)  # precision 0, 1/2, 1/3, 1/2; recall 0, 1/2, 1/2, 1
-    threshold, p, r = precision_threshold(scores, labels, 0.99)
-    assert (p, r) == (0.5, 1.0)
-    assert threshold == 0.6  # the lowest score itself: nothing below it
-    assert np.all(scores >= threshold)
+@pytest.mark.parametrize("scores, labels", [
+    ([0.9, 0.8, 0.7], [0, 1, 0]),  # precision 0, 1/2, 1/3
+    ([0.9, 0.8, 0.7, 0.6], [0, 1, 0, 1]),  # precision 0, 1/2, 1/3, 1/2
+    ([0.3, 0.3, 0.3, 0.3], [1, 0, 0, 0]),  # ties: all or nothing, and all is 1/4
+])
+def test_unreachable_target_labels_nothing(scores: list[float], labels: list[int]) -> None:
+    threshold, p, r = precision_threshold(np.array(scores), np.array(labels, bool), 0.9)
+    assert (threshold, p, r) == (NEVER, 1.0, 0.0)
+    assert not np.any(np.array(scores) >= threshold)
 
 
 def test_no_positives_labels_nothing() -> None:
@@ -102,8 +96,6 @@ def test_tied_scores_are_never_split() -> None:
 def test_all_scores_equal() -> None:
     threshold, p, r = precision_threshold(np.full(4, 0.3), np.array([1, 1, 1, 1], bool), 0.95)
     assert (threshold, p, r) == (0.3, 1.0, 1.0)
-    threshold, p, r = precision_threshold(np.full(4, 0.3), np.array([1, 0, 0, 0], bool), 0.95)
-    assert (threshold, p, r) == (0.3, 0.25, 1.0)  # target unreachable: all or nothing
 
 
 def test_extreme_scores_stay_finite() -> None:
@@ -123,6 +115,12 @@ def test_threshold_lies_strictly_between_the_cut_scores(seed: int) -> None:
     target = float(rng.choice([0.5, 0.8, 0.95, 1.0]))
     threshold, p, r = precision_threshold(scores, labels, target)
     pred = scores >= threshold
+    cuts = np.unique(scores)
+    options = [precision_recall(scores >= c, labels) for c in cuts]
+    reachable = [(pp, rr) for pp, rr in options if pp >= target]
+    if not reachable:
+        assert (threshold, p, r) == (NEVER, 1.0, 0.0)
+        return
     assert pred.any()
     # the reported precision / recall are those of the threshold on the same pairs
     assert (p, r) == pytest.approx(precision_recall(pred, labels))
@@ -133,13 +131,7 @@ def test_threshold_lies_strictly_between_the_cut_scores(seed: int) -> None:
     else:
         assert threshold == scores.min()
     # no other threshold does better: brute force over every cut between distinct scores
-    cuts = np.unique(scores)
-    options = [precision_recall(scores >= c, labels) for c in cuts]
-    reachable = [(pp, rr) for pp, rr in options if pp >= target]
-    if reachable:
-        assert p >= target and r == max(rr for _, rr in reachable)
-    else:
-        assert p == max(pp for pp, _ in options)
+    assert p >= target and r == max(rr for _, rr in reachable)
 
 
 # ----------------------------------------------------------------------------- roc_auc

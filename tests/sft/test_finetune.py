@@ -98,3 +98,45 @@ def test_bf16_zero2_fit_on_gpu(ray_local_2cpu, tmp_path) -> None:
     cfg = sft_config(tmp_path, "sft.use_gpu=true", "sft.bf16=true", "sft.num_workers=1", "sft.zero_stage=2")
     result = finetune(cfg, progress=False)
     assert result.steps > 0 and result.best_val_loss < 10
+
+
+@pytest.mark.slow
+def test_killed_driver_rerun_continues_from_the_latest_checkpoint(ray_local_2cpu, tmp_path) -> None:
+    """kill -9 the whole `finetune` process tree (driver + its local Ray) after the first
+    checkpoint; the same config re-run restores Ray Train's run and does not start over."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.conftest import REPO
+
+    write_sft(tmp_path)
+    overrides = ("sft.zero_stage=2", "sft.num_workers=2", "sft.eval_every_steps=4", "sft.epochs=8")
+    script = ("import sys; from tests.sft.helpers import sft_config; from teduo_ray.sft.finetune import finetune; "
+              f"finetune(sft_config(sys.argv[1], *sys.argv[2:]), progress=False)")
+    driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), *overrides], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # a checkpoint counts once Ray Train has registered it in the run's snapshot
+    pattern = str(tmp_path / "finetune" / "ray" / "*" / "checkpoint_manager_snapshot.json")
+    deadline = time.time() + 300
+    while not glob.glob(pattern) and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert glob.glob(pattern) and driver.poll() is None, "the driver wrote no checkpoint (or ended) before the kill"
+    tree = [driver.pid] + [c.pid for c in psutil.Process(driver.pid).children(recursive=True)]
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    driver.wait(timeout=60)
+    assert not os.path.exists(tmp_path / "finetune" / "model")  # killed before the export
+
+    result = finetune(sft_config(tmp_path, *overrides), progress=False)
+    assert result.resumed_from_step is not None and result.resumed_from_step >= 4
+    steps = [h["step"] for h in _history(tmp_path)["history"] if h["kind"] == "train"]
+    assert steps == list(range(1, result.steps + 1))  # the history carried over, no step twice
+    tok, model = load_model(final_model_dir(sft_config(tmp_path, *overrides)))
+    assert model.config.model_type == "llama"

@@ -61,6 +61,9 @@ def make_instr(goal: Goal) -> Any | None:
         return PutNextInstr(ObjDesc(goal.obj, goal.color), ObjDesc(goal.obj2, goal.color2))
     return None
 
+MAX_BOT_SEARCHES = 200  # path searches per bot action; a normal re-plan needs a handful
+
+
 class BabyAIWorld:
     """One minigrid BabyAI env with layout seeds, random starts and catalogue missions.
 
@@ -80,6 +83,7 @@ class BabyAIWorld:
         # bot renders its own view); building it was ~45% of a collection step.
         self.u.gen_obs = lambda: {}
         self.bot: Any | None = None
+        self._searches = 0
         self._last_action: int | None = None
         self._keep_carrying = False
 
@@ -126,14 +130,32 @@ class BabyAIWorld:
         from minigrid.utils.baby_ai_bot import BabyAIBot
 
         with quiet():
+            self._searches = 0
             if self.bot is None:
                 from minigrid.utils.baby_ai_bot import DropSubgoal
 
                 self.bot = BabyAIBot(self.u)
+                self.bot._shortest_path = self._bounded(self.bot._shortest_path)
                 if self._keep_carrying:
                     self.bot.stack = [g for g in self.bot.stack if not isinstance(g, DropSubgoal)]
                 return int(self.bot.replan())
             return int(self.bot.replan(self._last_action))
+
+    def _bounded(self, shortest_path: Any) -> Any:
+        """The bot's path search, limited to MAX_BOT_SEARCHES calls per action.
+
+        minigrid 3.2's bot loops forever when its explore subgoal finds no unseen tile left
+        (it neither acts nor pops the subgoal); seen on 22x22 Synth layouts. Past the limit
+        this raises, and the caller ends the episode as for any bot failure.
+        """
+
+        def search(*args: Any, **kwargs: Any) -> Any:
+            self._searches += 1
+            if self._searches > MAX_BOT_SEARCHES:
+                raise RuntimeError("the BabyAI bot is stuck re-planning")
+            return shortest_path(*args, **kwargs)
+
+        return search
 
     # ------------------------------------------------------------------ layout facts
     def grid_size(self) -> tuple[int, int]:

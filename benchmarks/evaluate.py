@@ -9,6 +9,10 @@ sft/tiny_model.py on the environment's words; untrained: throughput does not nee
 - candidate: the evaluation path itself, ``rollout.run_episodes`` with ``LLMPolicy``: episodes
   live in Ray environment actors and every step ALL live episodes go through one batched
   forward pass (micro-batches of ``eval.llm_batch_size``), restricted to the action digits;
+  the headline candidate runs that policy data-parallel in ``eval.llm_replicas`` Ray actors
+  (``eval.llm_in_actor``; jobs/tiny.yaml: 2, one per core; ``--replicas`` overrides) and the
+  same policy in the driver (one process, the pure batching gain) is timed as well and
+  printed as ``speedup_single_process``; the two must take identical episodes;
 - baseline: a plain loop, one episode at a time in one process: every step
   ``model.generate`` on that episode's single prompt (greedy, ``--new-tokens`` tokens, enough
   for "[a, "), the first action parsed with ``sft.prompt.first_action`` (0 when the untrained
@@ -81,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-episodes", type=int, default=None,
                         help="baseline episodes per cell (scaled by steps; default: all)")
     parser.add_argument("--new-tokens", type=int, default=4, help="tokens the baseline generates per step")
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="LLM actors of the headline candidate (default: the job's eval.llm_replicas when "
+                             "eval.llm_in_actor, else 1 = the policy in the driver only)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of jobs/tiny.yaml")
     args = parser.parse_args(argv)
@@ -102,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             f"run_dir={tmp / 'run'}", f"eval.episodes_per_cell={per_cell}", f"eval.max_steps={steps}",
             "eval.temperature=0", *args.overrides])
         specs, _ = plan_episodes(cfg)
+        if args.replicas is None:
+            args.replicas = cfg.eval.llm_replicas if cfg.eval.llm_in_actor else 1
         selections = {s.goal_id: _rules(s.goal_text)[0] for s in specs}
         print("building the tiny model ...", flush=True)
         model_dir = build_tiny_model(tmp / "model", corpus(cfg, specs))
@@ -118,8 +127,25 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.perf_counter()
         results = run_episodes(cfg, policy, specs, selections, np.random.default_rng(0), actors)
-        seconds = time.perf_counter() - t0
+        single_seconds = time.perf_counter() - t0
         cand_steps = sum(r.steps for r in results)
+        replicas = 1
+        seconds = single_seconds
+        if args.replicas > 1:  # the same batched policy, data-parallel over LLM actors (eval.llm_replicas)
+            from teduo_ray.evaluation.methods import LLMReplicas
+
+            replicas = args.replicas
+            remote = LLMReplicas(lambda: LLMPolicy(str(model_dir), cfg.env.text_mode, 0.0, ev.llm_batch_size,
+                                                   ev.torch_threads, "bench"),
+                                 "bench", replicas, num_cpus=ev.actor_cpus, num_gpus=0.0, temperature=0.0)
+            remote.act([], np.random.default_rng(0))
+            ray.get([a.scores.remote([]) for a in remote.actors])  # loaded before the clock starts
+            t0 = time.perf_counter()
+            rep_results = run_episodes(cfg, remote, specs, selections, np.random.default_rng(0), actors)
+            seconds = time.perf_counter() - t0
+            remote.close()
+            same = sum(a.success == b.success and a.steps == b.steps for a, b in zip(results, rep_results))
+            print(f"{replicas} replicas vs the driver policy: {same}/{len(results)} episodes identical")
         ray.shutdown()
 
         k = args.baseline_episodes or per_cell
@@ -151,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             "baseline_steps": base_steps,
             "baseline_success": float(np.mean([s for s, _ in base])),
             "speedup": base_seconds / seconds,
+            "llm_replicas": replicas,
+            "single_process_seconds": single_seconds,
+            "single_process_episodes_per_s": len(specs) / single_seconds,
+            "speedup_single_process": base_seconds / single_seconds,
             "ray_startup_s": startup,
             "device": policy.device,
             "cores": os.cpu_count(),
@@ -159,8 +189,11 @@ def main(argv: list[str] | None = None) -> int:
               f"tiny Llama {params / 1e6:.2f}M params, {ev.torch_threads} torch thread(s); "
               f"device {policy.device} ({platform.machine()})")
         print(f"ray start-up + {len(actors)} env actors (excluded): {startup:.1f} s")
-        print(f"candidate (batched LLM policy, Ray env actors): {seconds:8.2f} s  "
-              f"{result['episodes_per_s']:.2f} episodes/s, {result['steps_per_s']:.0f} steps/s ({cand_steps} steps)")
+        print(f"batched LLM policy in the driver (1 process), Ray env actors: {single_seconds:8.2f} s  "
+              f"{len(specs) / single_seconds:.2f} episodes/s  speedup_single_process={base_seconds / single_seconds:.1f}")
+        if replicas > 1:
+            print(f"candidate (batched LLM policy in {replicas} Ray actors, eval.llm_replicas={replicas}): "
+                  f"{seconds:8.2f} s  {result['episodes_per_s']:.2f} episodes/s, {result['steps_per_s']:.0f} steps/s")
         scaled = f" (measured on {len(base_specs)} episodes, scaled by steps)" if k < per_cell else ""
         print(f"baseline  (one episode at a time, generate per step): {base_seconds:8.2f} s{scaled}  "
               f"{result['baseline_episodes_per_s']:.2f} episodes/s, {base_steps_per_s:.0f} steps/s ({base_steps} steps)")

@@ -391,7 +391,10 @@ class EvalConfig:
         torch_threads: CPU threads of an LLM policy (fixed, so results do not depend on load).
         llm_in_actor: hold LLM policies in a Ray actor instead of the driver process (on a
             cluster the driver usually has no GPU; the actor gets ``llm_gpus``).
-        llm_gpus: GPUs of that actor (needs ``llm_in_actor``).
+        llm_gpus: GPUs of each such actor (needs ``llm_in_actor``).
+        llm_replicas: LLM actors (needs ``llm_in_actor``); each step's queries are split
+            among them (data-parallel: one per GPU, or one per core on a CPU node). The
+            actions do not depend on this number.
     """
 
     methods: tuple[EvalMethod, ...] = EVAL_METHODS  # type: ignore[assignment]
@@ -405,6 +408,7 @@ class EvalConfig:
     torch_threads: int = 1
     llm_in_actor: bool = False
     llm_gpus: float = 0.0
+    llm_replicas: int = 1
 
     def __post_init__(self) -> None:
         _require(len(self.methods) > 0, "eval.methods", f"name at least one of {', '.join(EVAL_METHODS)}")
@@ -421,6 +425,8 @@ class EvalConfig:
         _require(self.torch_threads >= 1, "eval.torch_threads", "must be >= 1")
         _require(self.llm_gpus >= 0, "eval.llm_gpus", "must be >= 0")
         _require(self.llm_in_actor or self.llm_gpus == 0, "eval.llm_gpus", "needs eval.llm_in_actor=true")
+        _require(self.llm_replicas >= 1, "eval.llm_replicas", "must be >= 1")
+        _require(self.llm_in_actor or self.llm_replicas == 1, "eval.llm_replicas", "needs eval.llm_in_actor=true")
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
             t0 = time.perf_counter()
             results = run_episodes(cfg, policy, specs, sel_json, policy_rng(cfg, name), actors, progress)
             timings[name] = time.perf_counter() - t0
+            if hasattr(policy, "close"):  # LLM replicas: free their CPUs / GPUs for the next method
+                policy.close()
             del policy
             table = M.episode_table(name, results)
             sha = run.write_table(table, EVAL, "methods", f"{name}.parquet")

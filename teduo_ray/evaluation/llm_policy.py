@@ -138,6 +138,8 @@ class LLMPolicy:
         """
         import torch
 
+        if not prompts:
+            return np.zeros((0, NUM_ACTIONS), np.float32)
         if self.digit_ids is None:
             with torch.inference_mode():
                 parts = [self._candidate_scores(prompts[i : i + self.micro_batch])
@@ -207,17 +209,20 @@ class LLMPolicy:
             scores[r] = logp[r, pos - 1, ids[r, pos]].sum()
         return scores.view(len(prompts), NUM_ACTIONS).numpy()
 
-    def choose(self, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Greedy (ties -> lowest action) or a sample from softmax(scores / T)."""
-        if self.temperature == 0.0:
-            return np.argmax(scores, axis=1).astype(np.int64)
-        z = scores / self.temperature
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        u = rng.random(len(p))[:, None]
-        return np.minimum((p.cumsum(axis=1) < u).sum(axis=1), NUM_ACTIONS - 1).astype(np.int64)
-
     def act(self, queries: Sequence[Query], rng: np.random.Generator) -> np.ndarray:
         if not queries:
             return np.zeros(0, np.int64)
-        return self.choose(self.action_logits(self.prompts(queries)), rng)
+        return choose(self.action_logits(self.prompts(queries)), self.temperature, rng)
+
+
+def choose(scores: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Greedy (temperature 0; ties -> lowest action) or a sample from softmax(scores / T)."""
+    if len(scores) == 0:
+        return np.zeros(0, np.int64)
+    if temperature == 0.0:
+        return np.argmax(scores, axis=1).astype(np.int64)
+    z = scores / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    u = rng.random(len(p))[:, None]
+    return np.minimum((p.cumsum(axis=1) < u).sum(axis=1), NUM_ACTIONS - 1).astype(np.int64)

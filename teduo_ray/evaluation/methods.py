@@ -57,38 +57,48 @@ def _baseline(algo: str) -> Callable[[RunConfig], Policy]:
     return build
 
 
-class RemotePolicy:
-    """A policy held by a Ray actor (e.g. an LLM on a GPU node while the driver has none).
+class LLMReplicas:
+    """An LLM policy held by Ray actors: ``replicas`` copies score contiguous slices of each
+    step's queries in parallel (data-parallel evaluation: one replica per GPU on a cluster,
+    one per core on a CPU node; a GPU-less driver works too).
 
-    The driver's random generator travels with each call and comes back advanced, so results
-    are the same as with the policy in the driver.
+    The driver joins the scores and picks the actions with its own random generator, so the
+    actions do not depend on the number of replicas (up to float rounding of the scores).
     """
 
-    def __init__(self, factory: Callable[[], Policy], name: str, num_cpus: float, num_gpus: float) -> None:
+    def __init__(self, factory: Callable[[], Any], name: str, replicas: int, num_cpus: float,
+                 num_gpus: float, temperature: float) -> None:
         import ray
 
         @ray.remote
-        class PolicyActor:
+        class LLMReplica:
             def __init__(self) -> None:
                 self.policy = factory()
 
-            def act(self, queries: Sequence[Query], rng: np.random.Generator) -> tuple[np.ndarray, np.random.Generator]:
-                return self.policy.act(queries, rng), rng
+            def scores(self, queries: Sequence[Query]) -> np.ndarray:
+                return self.policy.action_logits(self.policy.prompts(queries))
 
         self.name = name
-        self.actor = PolicyActor.options(num_cpus=num_cpus, num_gpus=num_gpus or None).remote()
+        self.temperature = temperature
+        self.actors = [LLMReplica.options(num_cpus=num_cpus, num_gpus=num_gpus or None).remote()
+                       for _ in range(replicas)]
 
     def act(self, queries: Sequence[Query], rng: np.random.Generator) -> np.ndarray:
         import ray
 
-        actions, advanced = ray.get(self.actor.act.remote(list(queries), rng))
-        rng.bit_generator.state = advanced.bit_generator.state
-        return actions
+        from teduo_ray.evaluation.llm_policy import choose
+
+        queries = list(queries)
+        per = -(-len(queries) // len(self.actors)) or 1
+        refs = [a.scores.remote(queries[i : i + per]) for a, i in zip(self.actors, range(0, len(queries), per))]
+        scores = np.concatenate(ray.get(refs)) if refs else np.zeros((0, NUM_ACTIONS), np.float32)
+        return choose(scores, self.temperature, rng)
 
     def close(self) -> None:
         import ray
 
-        ray.kill(self.actor)
+        for actor in self.actors:
+            ray.kill(actor)
 
 
 def _llm(which: str, name: str) -> Callable[[RunConfig], Policy]:
@@ -103,7 +113,12 @@ def _llm(which: str, name: str) -> Callable[[RunConfig], Policy]:
                              micro_batch=ev.llm_batch_size, torch_threads=ev.torch_threads, name=name)
 
         if ev.llm_in_actor:
-            return RemotePolicy(factory, name, num_cpus=ev.actor_cpus, num_gpus=ev.llm_gpus)
+            from teduo_ray.runtime import pool_size
+
+            # the environment actors' CPUs stay free: a replica that cannot be placed hangs the run
+            replicas = pool_size(ev.llm_replicas, ev.actor_cpus, reserve_cpus=ev.num_actors * ev.actor_cpus)
+            return LLMReplicas(factory, name, replicas, num_cpus=ev.actor_cpus, num_gpus=ev.llm_gpus,
+                               temperature=ev.temperature)
         return factory()
 
     return build

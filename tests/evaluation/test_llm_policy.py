@@ -122,21 +122,24 @@ def test_shared_prefix_cache_matches_whole_prompts(policy: LLMPolicy, queries: l
     np.testing.assert_array_equal(shared.argmax(axis=1), plain.argmax(axis=1))
 
 
-def test_llm_policy_in_a_ray_actor_acts_like_the_local_one(model_dir: Path, queries: list[Query],
-                                                          ray_local_2cpu: None) -> None:
-    """eval.llm_in_actor: the LLM lives in a Ray actor (a GPU node on a cluster); the sampled
-    actions and the driver's random stream are exactly those of the in-driver policy."""
-    from teduo_ray.evaluation.methods import RemotePolicy
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_llm_replicas_act_like_the_local_policy(model_dir: Path, queries: list[Query], ray_local_2cpu: None,
+                                                replicas: int) -> None:
+    """eval.llm_in_actor / eval.llm_replicas: the LLM lives in Ray actors (GPU nodes on a
+    cluster) that each score a slice of the step; the sampled actions and the driver's random
+    stream are exactly those of the in-driver policy, whatever the number of replicas."""
+    from teduo_ray.evaluation.methods import LLMReplicas
 
     def factory() -> LLMPolicy:
         return LLMPolicy(str(model_dir), "egocentric", temperature=0.7)
 
-    remote = RemotePolicy(factory, "finetuned", num_cpus=0.25, num_gpus=0.0)
+    remote = LLMReplicas(factory, "finetuned", replicas, num_cpus=0.25, num_gpus=0.0, temperature=0.7)
     local = factory()
     r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
     for _ in range(2):
         np.testing.assert_array_equal(remote.act(queries, r1), local.act(queries, r2))
     assert r1.integers(1 << 30) == r2.integers(1 << 30)
+    assert remote.act([], r1).shape == (0,)
     remote.close()
 
 
@@ -146,7 +149,8 @@ def test_llm_policy_actor_on_a_gpu(model_dir: Path, queries: list[Query], ray_lo
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from teduo_ray.evaluation.methods import RemotePolicy
+    from teduo_ray.evaluation.methods import LLMReplicas
 
-    remote = RemotePolicy(lambda: LLMPolicy(str(model_dir), "egocentric"), "finetuned", num_cpus=1, num_gpus=1)
+    remote = LLMReplicas(lambda: LLMPolicy(str(model_dir), "egocentric"), "finetuned", 1, num_cpus=1, num_gpus=1,
+                         temperature=0.0)
     assert remote.act(queries, np.random.default_rng(0)).shape == (len(queries),)

@@ -12,6 +12,7 @@ instead (sum of its token log-probabilities), which needs 7 sequences per query.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from functools import lru_cache
@@ -114,6 +115,9 @@ class LLMPolicy:
         self.micro_batch = micro_batch
         self.tokenizer, self.model, self.device = load_causal_lm(model_dir, device)
         self.share_prefix = share_prefix
+        # transformers renamed the KV-cache argument past_key_values -> cache (5.2x); take either
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT
+        self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
         probe = self.prompt("the agent is in a room", "go to the red ball")
         self.digit_ids = digit_token_ids(self.tokenizer, probe[: -len(ANSWER_OPEN)])
         if self.digit_ids is None:
@@ -174,7 +178,8 @@ class LLMPolicy:
 
         n = len(ids)
         head = torch.tensor([ids[0][:prefix]], device=self.device)
-        cache = self.model(input_ids=head, use_cache=True).past_key_values
+        out = self.model(input_ids=head, use_cache=True)
+        cache = out.cache if self._cache_kw == "cache" else out.past_key_values
         cache.batch_repeat_interleave(n)
         lengths = [len(x) - prefix for x in ids]
         width = max(lengths)
@@ -185,8 +190,8 @@ class LLMPolicy:
             mask[r, : prefix + k] = 1
         last = torch.tensor(lengths, device=self.device) - 1
         keep = torch.unique(last)
-        logits = self.model(input_ids=tail, attention_mask=mask, past_key_values=cache, use_cache=True,
-                            logits_to_keep=keep).logits
+        logits = self.model(input_ids=tail, attention_mask=mask, use_cache=True, logits_to_keep=keep,
+                            **{self._cache_kw: cache}).logits
         rows = logits[torch.arange(n, device=self.device), torch.searchsorted(keep, last)]
         return rows[:, self.digit_ids].float().cpu().numpy()
 

@@ -138,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
             remote = LLMReplicas(lambda: LLMPolicy(str(model_dir), cfg.env.text_mode, 0.0, ev.llm_batch_size,
                                                    ev.torch_threads, "bench"),
                                  "bench", replicas, num_cpus=ev.actor_cpus, num_gpus=0.0, temperature=0.0)
-            remote.act([], np.random.default_rng(0))
             ray.get([a.scores.remote([]) for a in remote.actors])  # loaded before the clock starts
             t0 = time.perf_counter()
             rep_results = run_episodes(cfg, remote, specs, selections, np.random.default_rng(0), actors)
@@ -190,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
               f"device {policy.device} ({platform.machine()})")
         print(f"ray start-up + {len(actors)} env actors (excluded): {startup:.1f} s")
         print(f"batched LLM policy in the driver (1 process), Ray env actors: {single_seconds:8.2f} s  "
-              f"{len(specs) / single_seconds:.2f} episodes/s  speedup_single_process={base_seconds / single_seconds:.1f}")
+              f"{result['single_process_episodes_per_s']:.2f} episodes/s  "
+              f"speedup_single_process={result['speedup_single_process']:.1f}")
         if replicas > 1:
             print(f"candidate (batched LLM policy in {replicas} Ray actors, eval.llm_replicas={replicas}): "
                   f"{seconds:8.2f} s  {result['episodes_per_s']:.2f} episodes/s, {result['steps_per_s']:.0f} steps/s")

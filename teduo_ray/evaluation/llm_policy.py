@@ -222,8 +222,6 @@ class LLMPolicy:
 
 def choose(scores: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
     """Greedy (temperature 0; ties -> lowest action) or a sample from softmax(scores / T)."""
-    if len(scores) == 0:
-        return np.zeros(0, np.int64)
     if temperature == 0.0:
         return np.argmax(scores, axis=1).astype(np.int64)
     z = scores / temperature

@@ -245,6 +245,23 @@ def test_single_object_straight_ahead_and_right(direction: int) -> None:
     assert render_egocentric(state_of(grid, (ax, ay), direction)).endswith(". green box 1 step right.")
 
 
+def test_abstract_state_lists_the_goal_object_before_nearer_obstacles() -> None:
+    """The goal-relevant object sits at a fixed place in the prompt, right after the walls."""
+    from teduo_ray.labeling.abstraction import Selection, abstract_blobs
+
+    grid = room(8, 8)
+    put(grid, 4, 3, "key", "green")  # 1 step ahead of the agent at (3, 3) facing east
+    put(grid, 3, 5, "box", "blue")  # 2 steps right
+    put(grid, 6, 3, "ball", "red")  # the goal object, 3 steps ahead
+    blob = encode_state(grid, (3, 3), 0, None)
+    assert render_state(blob, "egocentric").endswith(
+        "green key 1 step forward. blue box 2 steps right. red ball 3 steps forward.")
+    abstract = abstract_blobs([blob], Selection(goal_objects=(("red", "ball"),)))[0]
+    assert render_state(abstract, "egocentric").endswith(
+        "walls: 4 forward, 3 left, 4 right, 3 behind. goal object 3 steps forward. "
+        "obstacle 1 step forward. obstacle 2 steps right.")
+
+
 # ---------------------------------------------------------------- a real multi-room layout
 
 

@@ -39,7 +39,8 @@ class TinyModelConfig:
     tuned for widths of 768 and more: at width 128 it leaves every attention logit near zero,
     attention stays uniform over the ~160-token prompt and the model takes hundreds of steps
     to start reading the state (measured on a rule "answer left/right/forward by where the goal
-    object is": 68% held-out accuracy after 300 steps at 0.02, 97% at 0.1).
+    object is": 68% held-out accuracy after 300 steps at 0.02, 97% at 0.1, which is close to
+    the 0.088 this gives at width 128).
     """
 
     vocab_size: int = 1024

@@ -45,7 +45,7 @@ def corpus(cfg, specs) -> list[str]:  # type: ignore[no-untyped-def]
     """The tiny tokenizer's texts: goals, prompts, and rendered start states of the episodes."""
     from teduo_ray.envs.babyai.text import render_state
     from teduo_ray.envs.babyai.world import BabyAIWorld
-    from teduo_ray.labeling.label import vocabulary_corpus
+    from teduo_ray.labeling.vocabulary import vocabulary_corpus
     from teduo_ray.sft.prompt import ACTION_LIST, SYSTEM_PROMPT, answer
 
     texts = vocabulary_corpus(cfg) + [SYSTEM_PROMPT, ACTION_LIST] * 20

@@ -176,14 +176,7 @@ def run_label(cfg: RunConfig) -> dict[str, Any]:
 def step_seconds(run_dir: str, start_wall: float) -> dict[str, float]:
     """Seconds of each label sub-step, from the times its outputs were last written."""
     from teduo_ray.data.intern import STATES
-    from teduo_ray.labeling.label import (
-        ABSTRACTIONS,
-        ACCURACY,
-        LABELS,
-        LLM_LABELS,
-        MODEL,
-        REQUESTS,
-    )
+    from teduo_ray.layout import ABSTRACTIONS, ACCURACY, LABELS, LLM_LABELS, MODEL, REQUESTS
     from teduo_ray.rundir import MANIFEST, RunDir
 
     run = RunDir(run_dir)
@@ -244,7 +237,7 @@ def measure_pipeline(
 def judge_pairs(cfg: RunConfig, n: int) -> dict[str, np.ndarray]:
     """``n`` (goal_text, state_text) pairs drawn from the run's LLM requests (repeated if fewer)."""
     from teduo_ray.envs.babyai.text import render_state
-    from teduo_ray.labeling.label import REQUESTS
+    from teduo_ray.layout import REQUESTS
     from teduo_ray.rundir import RunDir
 
     run = RunDir(cfg.run_dir)
@@ -284,7 +277,7 @@ def measure_hf(cfg: RunConfig, n: int, micro_batch: int, threads: int, root: str
     import torch
     from transformers.utils import logging as hf_logging
 
-    from teduo_ray.labeling.label import vocabulary_corpus
+    from teduo_ray.labeling.vocabulary import vocabulary_corpus
     from teduo_ray.labeling.stages import HFJudgeStage
     from teduo_ray.sft.tiny_model import build_tiny_model
 

@@ -136,6 +136,13 @@ class LabelingConfig:
         tensor_parallel: GPUs one vLLM engine spans (e.g. 4 for Llama-3-70B on 80 GB GPUs);
             the vllm backend then takes ``num_actors x tensor_parallel`` GPUs.
         requests_per_shard: LLM requests per Parquet shard (the unit of resume).
+        goals_per_task: goals one labeling task or actor call handles (picking requests,
+            labelling all pairs): one ``rewards/labels`` shard each. Larger blocks reuse each
+            state block's room masks for more goals; the memory of a worker barely grows.
+        state_block: states a labeling worker holds at once while it streams the states
+            (rounded up to whole row groups of 8,192). Its memory is about state_block x
+            (4 x the state's bytes + the reward model's view) plus the output rows: ~0.3 GB
+            at 16,384 states of a 22x22 grid, whatever the number of goals and states.
         reward_lr: reward-model learning rate (the paper's per-goal model: 1e-5).
         reward_epochs: maximum reward-model epochs (the best validation loss is kept).
         reward_batch_size: reward-model batch size.
@@ -162,6 +169,8 @@ class LabelingConfig:
     actor_gpus: float = 0.0
     tensor_parallel: int = 1
     requests_per_shard: int = 4096
+    goals_per_task: int = 8
+    state_block: int = 16384
     reward_lr: float = 1e-3
     reward_epochs: int = 20
     reward_batch_size: int = 256
@@ -176,6 +185,8 @@ class LabelingConfig:
         _require(self.actor_gpus >= 0, "labeling.actor_gpus", "must be >= 0")
         _require(self.tensor_parallel >= 1, "labeling.tensor_parallel", "must be >= 1")
         _require(self.requests_per_shard >= 1, "labeling.requests_per_shard", "must be >= 1")
+        _require(self.goals_per_task >= 1, "labeling.goals_per_task", "must be >= 1")
+        _require(self.state_block >= 1, "labeling.state_block", "must be >= 1")
         _require(self.reward_lr > 0, "labeling.reward_lr", "must be > 0")
         _require(self.reward_epochs >= 1, "labeling.reward_epochs", "must be >= 1")
         _require(self.reward_batch_size >= 1, "labeling.reward_batch_size", "must be >= 1")
@@ -208,6 +219,9 @@ class RLConfig:
             episode in the data) or "visited" (also every state the greedy rollouts pass
             through, with the rest of the rollout as the answer; the agent is queried at
             every step, so it should be trained on mid-episode states too).
+        sft_max_examples_per_goal: at most this many SFT examples per goal (a seeded
+            uniform sample of its examples; 0 = all): keeps fine-tuning within a budget on
+            large datasets, and is recorded in the SFT manifest and the report.
         baselines: offline deep-RL baselines the `baselines` stage trains with RLlib on the
             same labels: "bc" (goal-conditioned behaviour cloning, RLlib BC) and "cql"
             (discrete CQL: RLlib's DQN module and learner plus the CQL(H) penalty, since
@@ -237,6 +251,7 @@ class RLConfig:
     goals_per_shard: int = 64
     rollout_max_steps: int = 64
     sft_states: Literal["starts", "visited"] = "visited"
+    sft_max_examples_per_goal: int = 0
     baselines: tuple[Literal["bc", "cql"], ...] = ("bc", "cql")
     baseline_bc_data: Literal["successful", "all"] = "successful"
     baseline_max_rows: int = 20_000
@@ -253,6 +268,7 @@ class RLConfig:
     def __post_init__(self) -> None:
         _require(len(set(self.baselines)) == len(self.baselines), "rl.baselines", "has duplicates")
         _require(self.baseline_max_rows >= 1, "rl.baseline_max_rows", "must be >= 1")
+        _require(self.sft_max_examples_per_goal >= 0, "rl.sft_max_examples_per_goal", "must be >= 0 (0 = all)")
         _require(self.baseline_view_radius >= 0, "rl.baseline_view_radius", "must be >= 0 (0 = whole grid)")
         _require(self.baseline_iterations >= 1, "rl.baseline_iterations", "must be >= 1")
         _require(self.baseline_updates_per_iteration >= 1, "rl.baseline_updates_per_iteration", "must be >= 1")

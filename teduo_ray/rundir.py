@@ -27,10 +27,10 @@ MANIFEST = "_manifest.json"
 log = logging.getLogger(__name__)
 
 
-def parquet_bytes(table: pa.Table) -> bytes:
+def parquet_bytes(table: pa.Table, row_group_size: int = 1 << 20) -> bytes:
     """Serialise a table to Parquet with fixed options, so equal tables give equal bytes."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", row_group_size=1 << 20)
+    pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
     return sink.getvalue().to_pybytes()
 
 
@@ -81,9 +81,10 @@ class RunDir:
         except json.JSONDecodeError as exc:
             raise DataError(f"{self.path(*parts)} is corrupt ({exc}); delete it and re-run") from None
 
-    def write_table(self, table: pa.Table, *parts: str) -> str:
-        """Write a Parquet file atomically; returns its sha256."""
-        data = parquet_bytes(table)
+    def write_table(self, table: pa.Table, *parts: str, row_group_size: int = 1 << 20) -> str:
+        """Write a Parquet file atomically; returns its sha256. Readers that stream a file
+        in blocks (states.parquet) read it one row group at a time."""
+        data = parquet_bytes(table, row_group_size)
         self.write_bytes(data, *parts)
         return hashlib.sha256(data).hexdigest()
 

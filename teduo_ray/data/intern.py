@@ -10,16 +10,23 @@ Writes ``RUN/states/states.parquet`` (state_id, state) and ``RUN/states/transiti
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from teduo_ray.config import RunConfig
 from teduo_ray.data.schema import TRANSITIONS
 from teduo_ray.rundir import RunDir, StageManifest
 
 STATES = "states"
+# states.parquet is written in row groups of this many states, so workers can stream it in
+# blocks (StateReader) instead of each holding every state: memory per worker is bounded by
+# the block size, whatever the number of states or goals.
+STATE_ROW_GROUP = 8192
 STATES_SCHEMA = pa.schema([pa.field("state_id", pa.int32(), False), pa.field("state", pa.binary(), False)])
 ID_TRANSITIONS_SCHEMA = pa.schema(
     [
@@ -87,8 +94,8 @@ def intern_states(cfg: RunConfig) -> InternResult:
     if manifest.complete:
         return InternResult(int(manifest.shards["states"]["rows"]), int(manifest.shards["transitions"]["rows"]))
     states, ids = intern_table(read_transitions(cfg))
-    for name, table in (("states", states), ("transitions", ids)):
-        sha = run.write_table(table, STATES, f"{name}.parquet")
+    for name, table, group in (("states", states, STATE_ROW_GROUP), ("transitions", ids, 1 << 20)):
+        sha = run.write_table(table, STATES, f"{name}.parquet", row_group_size=group)
         manifest.shards[name] = {"file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha}
     manifest.complete = True
     manifest.save(run)
@@ -103,3 +110,58 @@ def load_states(cfg: RunConfig) -> pa.Table:
 def load_id_transitions(cfg: RunConfig) -> pa.Table:
     """The transitions with state ids."""
     return RunDir(cfg.run_dir).read_table(STATES, "transitions.parquet")
+
+
+class StateReader:
+    """Reads ``states/states.parquet`` a row group at a time.
+
+    State ids are row numbers, so a block of rows is a contiguous id range and ``take`` of a
+    few ids only decodes the row groups that hold them.
+
+    Args:
+        run: the run directory (any pyarrow filesystem).
+    """
+
+    def __init__(self, run: RunDir) -> None:
+        from teduo_ray.errors import DataError
+
+        path = run.path(STATES, "states.parquet")
+        try:
+            self._file = pq.ParquetFile(run.fs.open_input_file(path))
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"cannot read {path}: {exc}; re-run `teduo label`") from None
+        meta = self._file.metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        self.offsets = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        self.num_states = int(self.offsets[-1])
+
+    def _group(self, i: int) -> list[bytes]:
+        return self._file.read_row_group(i, columns=["state"])["state"].to_pylist()
+
+    def blocks(self, max_states: int) -> Iterator[tuple[int, list[bytes]]]:
+        """(first state id, state bytes) of consecutive blocks of about ``max_states``
+        states (whole row groups, at least one per block)."""
+        start, blobs = 0, []
+        for i in range(len(self.offsets) - 1):
+            blobs += self._group(i)
+            if len(blobs) >= max_states:
+                yield start, blobs
+                start, blobs = int(self.offsets[i + 1]), []
+        if blobs:
+            yield start, blobs
+
+    def take(self, ids: np.ndarray) -> list[bytes]:
+        """State bytes of ``ids`` (any order, repeats allowed), reading only their row groups."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out: list[bytes] = [b""] * len(ids)
+        groups = np.searchsorted(self.offsets, ids, side="right") - 1
+        for g in np.unique(groups):
+            rows = np.flatnonzero(groups == g)
+            blobs = self._group(int(g))
+            for r in rows:
+                out[r] = blobs[ids[r] - self.offsets[g]]
+        return out
+
+    def first(self) -> bytes:
+        """One state (for its grid size); the file holds at least one."""
+        return self._group(0)[0]

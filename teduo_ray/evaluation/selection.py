@@ -20,6 +20,7 @@ from teduo_ray.config import RunConfig
 from teduo_ray.envs.babyai.goals import GoalEntry
 from teduo_ray.envs.babyai.paraphrase import parse_goal
 from teduo_ray.labeling.abstraction import Selection, abstraction_messages, parse_selection, rules_selection
+from teduo_ray.layout import ABSTRACTIONS
 from teduo_ray.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,6 @@ def _rules(text: str) -> tuple[str, str]:
 
 
 def _from_labeling(run: RunDir) -> dict[int, str]:
-    from teduo_ray.labeling.label import ABSTRACTIONS
-
     if not run.exists(ABSTRACTIONS, "abstractions.parquet"):
         return {}
     return {int(r["goal_id"]): str(r["selection"])
@@ -43,11 +42,11 @@ def _from_labeling(run: RunDir) -> dict[int, str]:
 
 
 def _ask_llm(cfg: RunConfig, run: RunDir, pending: list[GoalEntry]) -> dict[int, Selection]:
-    from teduo_ray.labeling.label import _generate
+    from teduo_ray.labeling.generate import generate
 
     got: dict[int, Selection] = {}
     for _attempt in range(2):  # malformed output is retried once, as in labeling
-        answers = _generate(cfg, run, [(e.goal_id, abstraction_messages(e.text)) for e in pending])
+        answers = generate(cfg, run, [(e.goal_id, abstraction_messages(e.text)) for e in pending])
         for e in pending:
             parsed = parse_selection(answers.get(e.goal_id, ""))
             if parsed is not None:

@@ -86,7 +86,19 @@ def encode(batch: StateBatch, goal_type: str, radius: int) -> tuple[np.ndarray, 
     Returns:
         planes: (N, PLANES, K, K) float32; vector: (N, VECTOR) float32.
     """
-    codes = egocentric_codes(batch, radius)
+    return encode_codes(egocentric_codes(batch, radius), batch.header[:, 5], batch.header[:, 6], goal_type)
+
+
+def input_rows(codes: np.ndarray, header: np.ndarray) -> np.ndarray:
+    """(N, L) uint8: everything :func:`encode_codes` reads of a state besides the goal type
+    (the egocentric cells and the carried object), one row per state. Equal rows are equal
+    model inputs: labeling scores each distinct row once."""
+    return np.concatenate([codes.reshape(len(codes), -1), header[:, 5:7]], axis=1)
+
+
+def encode_codes(codes: np.ndarray, carry_type: np.ndarray, carry_color: np.ndarray,
+                 goal_type: str) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs from :func:`egocentric_codes` and the header's carried type and colour byte."""
     n, k = codes.shape[0], codes.shape[1]
     types, channel = codes[..., 0], codes[..., 2]
     planes = np.zeros((n, PLANES, k, k), dtype=np.float32)
@@ -98,8 +110,8 @@ def encode(batch: StateBatch, goal_type: str, radius: int) -> tuple[np.ndarray, 
     for s in range(3):
         planes[:, NUM_TYPES + 2 + s] = is_door & ((channel & DOOR_STATE_MASK) == s)
     vector = np.zeros((n, VECTOR), dtype=np.float32)
-    carry_type = batch.header[:, 5].astype(np.int64)
-    carry_role = (batch.header[:, 6] >> CARRY_ROLE_SHIFT).astype(np.int64)
+    carry_type = carry_type.astype(np.int64)
+    carry_role = (carry_color >> CARRY_ROLE_SHIFT).astype(np.int64)
     vector[np.arange(n), carry_type] = 1.0
     vector[np.arange(n), NUM_TYPES + np.minimum(carry_role, NUM_ROLES - 1)] = 1.0
     for slot in goal_type_slots(goal_type):

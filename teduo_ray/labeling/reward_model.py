@@ -151,16 +151,26 @@ def fit(
     return FitResult(best_state, threshold, precision, recall, best_loss, ran, len(tr), len(va))
 
 
-def predict_proba(kind: str, state_dict: dict[str, Any], planes: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """p(achieved) for encoded pairs."""
-    import torch
-
-    model = build_model(kind, planes.shape[-1])
+def load(kind: str, state_dict: dict[str, Any], view: int) -> Any:
+    """A trained reward model, ready for :func:`predict` (build it once, predict many times)."""
+    model = build_model(kind, view)
     model.load_state_dict(state_dict)
     model.eval()
+    return model
+
+
+def predict(model: Any, planes: np.ndarray, vector: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """p(achieved) for encoded pairs, in batches of ``batch_size``."""
+    import torch
+
     out = []
     with torch.no_grad():
-        for i in range(0, len(planes), 4096):
-            logits = model(torch.from_numpy(planes[i : i + 4096]), torch.from_numpy(vector[i : i + 4096]))
+        for i in range(0, len(planes), batch_size):
+            logits = model(torch.from_numpy(planes[i : i + batch_size]), torch.from_numpy(vector[i : i + batch_size]))
             out.append(torch.sigmoid(logits).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def predict_proba(kind: str, state_dict: dict[str, Any], planes: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """p(achieved) for encoded pairs (builds the model: for one-off calls)."""
+    return predict(load(kind, state_dict, planes.shape[-1]), planes, vector)

@@ -7,6 +7,9 @@ reached, or for at most ``rl.rollout_max_steps`` steps; rollouts that never reac
 dropped. One example = (goal text, state text) -> the action list. The state text is the
 goal's abstract state when abstraction is on (the agent is queried on abstract states at
 test time too). Written as ``sft/part-XXXXX.parquet`` (one per policy shard), resumable.
+``rl.sft_max_examples_per_goal`` caps a goal's examples (a seeded uniform sample); the SFT
+manifest records per goal how many there were and how many were kept. A task reads only the
+states its examples show (data/intern.py's StateReader), never the whole states table.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from teduo_ray.config import RunConfig, stable_hash
-from teduo_ray.data.intern import STATES
-from teduo_ray.rl.learn import POLICIES, learn_hash, load_mdp, read_achieved
+from teduo_ray.data.intern import STATES, StateReader
+from teduo_ray.layout import ABSTRACTIONS, POLICIES, SFT
+from teduo_ray.rl.learn import learn_hash, load_mdp, read_achieved
 from teduo_ray.rundir import RunDir, StageManifest
 
-SFT = "sft"
 SFT_SCHEMA = pa.schema(
     [
         pa.field("goal_id", pa.int32(), False),
@@ -93,8 +96,18 @@ def sft_examples(plans: list[np.ndarray], paths: list[np.ndarray], visited: bool
     return out
 
 
+def cap_examples(examples: list[tuple[int, np.ndarray]], max_examples: int, seed: int,
+                 goal_id: int) -> list[tuple[int, np.ndarray]]:
+    """At most ``max_examples`` of one goal's examples (0 = all): a uniform sample fixed by
+    (seed, goal), in their original order."""
+    if not max_examples or len(examples) <= max_examples:
+        return examples
+    keep = np.random.default_rng([seed, 0x5F7, goal_id]).choice(len(examples), max_examples, replace=False)
+    return [examples[i] for i in np.sort(keep)]
+
+
 def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mode: str, max_steps: int,
-                  num_actions: int, visited: bool = True) -> dict[str, Any]:
+                  num_actions: int, visited: bool = True, max_examples: int = 0, seed: int = 0) -> dict[str, Any]:
     """Roll out one policy shard's goals and write its SFT rows (a Ray task)."""
     from teduo_ray.envs.babyai.state import StateBatch
     from teduo_ray.envs.babyai.text import render_state
@@ -102,15 +115,13 @@ def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mod
 
     run = RunDir(run_dir)
     mdp = load_mdp(run, num_actions)
-    blobs = run.read_table(STATES, "states.parquet")["state"].to_pylist()
     ids = run.read_table(STATES, "transitions.parquet").select(["state_id", "step"])
     starts_all = np.unique(ids.filter(pc.equal(ids["step"], 0))["state_id"].to_numpy())
     policies = run.read_table(POLICIES, f"{name}.parquet").select(["goal_id", "state_id", "action"])
     goal_ids = [g["goal_id"] for g in goals]
     achieved = read_achieved(run, goal_ids, mdp.num_states)
-    cols: dict[str, list[Any]] = {k: [] for k in SFT_SCHEMA.names}
     stats = []
-    raw = StateBatch.from_blobs(blobs)
+    per_goal = []
     for k, goal in enumerate(goals):
         rows = policies.filter(pc.equal(policies["goal_id"], goal["goal_id"]))
         policy = np.full(mdp.num_states, -1, dtype=np.int64)
@@ -118,19 +129,24 @@ def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mod
         starts = starts_all[~achieved[k, starts_all]]
         reached, plans, paths = rollout(mdp.next_state, policy, achieved[k], starts, max_steps)
         examples = sft_examples(plans, paths, visited)
-        kept = np.array([sid for sid, _ in examples], dtype=np.int64)
+        kept = cap_examples(examples, max_examples, seed, goal["goal_id"])
+        per_goal.append(kept)
+        stats.append({"goal_id": goal["goal_id"], "start_states": int(len(starts)), "reachable": int(reached.sum()),
+                      "examples": len(examples), "kept": len(kept)})
+    needed = np.unique(np.array([sid for kept in per_goal for sid, _ in kept], dtype=np.int64))
+    raw = StateBatch.from_blobs(StateReader(run).take(needed))
+    cols: dict[str, list[Any]] = {k: [] for k in SFT_SCHEMA.names}
+    for goal, kept in zip(goals, per_goal):
+        rows = np.searchsorted(needed, np.array([sid for sid, _ in kept], dtype=np.int64))
+        batch = StateBatch(raw.grids[rows], raw.header[rows])
         selection = parse_selection(goal["selection"]) if goal["abstract"] else None
-        if selection is not None and len(kept):
-            shown = abstract_batch(StateBatch(raw.grids[kept], raw.header[kept]), selection).to_blobs()
-        else:
-            shown = [blobs[i] for i in kept]
-        for sid, blob, plan in zip(kept, shown, (p for _, p in examples)):
+        shown = abstract_batch(batch, selection).to_blobs() if selection is not None and len(rows) else batch.to_blobs()
+        for (sid, plan), blob in zip(kept, shown):
             cols["goal_id"].append(goal["goal_id"])
             cols["goal_text"].append(goal["text"])
             cols["state_id"].append(int(sid))
             cols["state_text"].append(render_state(blob, text_mode))
             cols["actions"].append(plan.tolist())
-        stats.append({"goal_id": goal["goal_id"], "start_states": int(len(starts)), "reachable": int(reached.sum())})
     table = pa.table(cols, schema=SFT_SCHEMA)
     sha = run.write_table(table, SFT, f"{name}.parquet")
     return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha, "goals": stats}
@@ -146,9 +162,12 @@ class DistillResult:
     start_states: int
     mean_reachable: float
     seconds: float
+    uncapped: int = 0
 
     def __str__(self) -> str:
-        return (f"distill: {self.examples} SFT examples from {self.goals} goals x {self.start_states} start "
+        capped = (f" (capped from {self.uncapped} by rl.sft_max_examples_per_goal)"
+                  if self.uncapped > self.examples else "")
+        return (f"distill: {self.examples} SFT examples{capped} from {self.goals} goals x {self.start_states} start "
                 f"states; reachable start states per goal {self.mean_reachable:.1%} on average "
                 f"at {self.path} [{self.seconds:.1f}s]")
 
@@ -164,9 +183,11 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
     policies = run.finished(POLICIES, "learn")
-    abstractions = {r["goal_id"]: r for r in run.read_table("abstractions", "abstractions.parquet").to_pylist()}
+    abstractions = {r["goal_id"]: r for r in run.read_table(ABSTRACTIONS, "abstractions.parquet").to_pylist()}
     abstract = cfg.labeling.abstraction != "none"
-    config_hash = stable_hash([learn_hash(cfg), cfg.env.text_mode, cfg.rl.rollout_max_steps, cfg.rl.sft_states])
+    rl = cfg.rl
+    config_hash = stable_hash([learn_hash(cfg), cfg.env.text_mode, rl.rollout_max_steps, rl.sft_states,
+                               *([rl.sft_max_examples_per_goal, cfg.seed] if rl.sft_max_examples_per_goal else [])])
     manifest = StageManifest.load_or_create(run, SFT, config_hash, len(policies["shards"]), replace_stale=True)
     run.remove_temporaries(SFT)
     todo = [name for name in sorted(policies["shards"]) if name not in manifest.shards]
@@ -177,8 +198,8 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
         for name in todo:
             goals = [{"goal_id": g, "text": abstractions[g]["text"], "selection": abstractions[g]["selection"],
                       "abstract": abstract} for g in policies["shards"][name]["goal_ids"]]
-            refs.append(task.remote(cfg.run_dir, name, goals, cfg.env.text_mode, cfg.rl.rollout_max_steps,
-                                    NUM_ACTIONS, cfg.rl.sft_states == "visited"))
+            refs.append(task.remote(cfg.run_dir, name, goals, cfg.env.text_mode, rl.rollout_max_steps,
+                                    NUM_ACTIONS, rl.sft_states == "visited", rl.sft_max_examples_per_goal, cfg.seed))
         with tqdm(total=len(refs), desc="distill", unit="shard", disable=not progress) as bar:
             for record in as_completed(refs):
                 manifest.add(run, record)
@@ -188,5 +209,6 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     goal_stats = [g for rec in manifest.shards.values() for g in rec["goals"]]
     starts = max((g["start_states"] for g in goal_stats), default=0)
     reach = [g["reachable"] / g["start_states"] for g in goal_stats if g["start_states"]]
+    uncapped = sum(int(g.get("examples", 0)) for g in goal_stats)
     return DistillResult(run.path(SFT), manifest.rows, len(goal_stats), starts,
-                         float(np.mean(reach)) if reach else 0.0, time.perf_counter() - start)
+                         float(np.mean(reach)) if reach else 0.0, time.perf_counter() - start, uncapped)

@@ -2,10 +2,13 @@
 
 Training goals are cut into shards of ``rl.goals_per_shard``; a pool of ``QLearningActor``s
 (each holding the empirical MDP, built once) solves a shard per call with the goal-batched
-solver (solver.py) and writes ``policies/part-XXXXX.parquet``: goal_id, state_id, action
-(greedy), value (max Q), q (Q of every action, NaN where unobserved) — for the states from
-which the goal is reachable; elsewhere the policy is undefined. Actors are restarted and
-their call retried by Ray if they die; finished shards are kept across runs (manifest).
+solver (solver.py) and writes ``policies/part-XXXXX.parquet`` (layout.POLICY_SCHEMA):
+goal_id, state_id, action (greedy), steps (to the goal along the greedy path) — for the
+states from which the goal is reachable; elsewhere the policy is undefined. The Q table
+itself never leaves the actor (Q* of the greedy action is gamma ** (steps - 1)). An actor
+holds the MDP (states x actions) and one shard's distances (goals_per_shard x states x
+actions int32), whatever the number of goals. Actors are restarted and their call retried
+by Ray if they die; finished shards are kept across runs (manifest).
 """
 
 from __future__ import annotations
@@ -22,34 +25,24 @@ import pyarrow.dataset as pads
 from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.data.intern import STATES, intern_states
 from teduo_ray.errors import DataError
+from teduo_ray.layout import LABELS, LABELS_SCHEMA, POLICIES, POLICY_SCHEMA
 from teduo_ray.rl.mdp import EmpiricalMDP, build_mdp
-from teduo_ray.rl.solver import solve_goals
+from teduo_ray.rl.solver import greedy_steps
 from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
 from teduo_ray.runtime import node_id
 
-POLICIES = "policies"
-LABELS = "rewards/labels"
-LABEL_COLUMNS = {"goal_id": pa.int32(), "state_id": pa.int32(), "label": pa.bool_()}
-POLICY_SCHEMA = pa.schema(
-    [
-        pa.field("goal_id", pa.int32(), False),
-        pa.field("state_id", pa.int32(), False),
-        pa.field("action", pa.int8(), False),
-        pa.field("value", pa.float32(), False),
-        pa.field("q", pa.list_(pa.float32()), False),
-    ]
-)
+LABEL_COLUMNS = ("goal_id", "state_id", "label")
 
 
 def learn_hash(cfg: RunConfig) -> str:
-    """Policies depend on the labels (their own chained hash) and the solver's settings; not
-    on the pool's size, the rollout cap or the baselines' settings."""
-    from teduo_ray.labeling.label import LABELS as LABEL_STEP
-    from teduo_ray.labeling.label import step_hashes
+    """Policies depend on the labels (their own chained hash) and the shard size; not on
+    gamma, alpha or the sweep settings (the greedy policy of the exact solver is the same
+    for every 0 < gamma < 1: those are the reference Q-learning's parameters), the pool's
+    size, the rollout cap or the baselines' settings."""
+    from teduo_ray.labeling.spec import step_hashes
 
     rl = cfg.rl
-    solver = [rl.alpha, rl.gamma, rl.tolerance, rl.max_sweeps, rl.goals_per_shard]
-    return stable_hash([step_hashes(cfg)[LABEL_STEP], solver])
+    return stable_hash([step_hashes(cfg)[LABELS], rl.goals_per_shard, "steps"])
 
 
 def load_mdp(run: RunDir, num_actions: int) -> EmpiricalMDP:
@@ -61,18 +54,21 @@ def load_mdp(run: RunDir, num_actions: int) -> EmpiricalMDP:
 
 
 def read_achieved(run: RunDir, goal_ids: list[int], num_states: int) -> np.ndarray:
-    """(G, S) bool labels of the given goals from rewards/labels (one clear error if the
-    files are missing, corrupt or of another schema)."""
+    """(G, S) bool labels of the given goals from the sparse rewards/labels (one clear
+    error if the files are missing, corrupt or of another schema). Only the achieved rows
+    are read; row groups of other goals are skipped by their statistics."""
     try:
         dataset = pads.dataset(run.path(LABELS), filesystem=run.fs, format="parquet")
-        for name, kind in LABEL_COLUMNS.items():
+        for name in LABEL_COLUMNS:
+            kind = LABELS_SCHEMA.field(name).type
             field = dataset.schema.field(name) if name in dataset.schema.names else None
             if field is None or field.type != kind:
                 raise DataError(
                     f"{run.path(LABELS)} does not have column {name}: {kind} (found "
                     f"{dataset.schema}); re-run `teduo label` into a fresh run_dir"
                 )
-        table = dataset.to_table(columns=list(LABEL_COLUMNS), filter=pc.field("goal_id").isin(goal_ids))
+        wanted = pc.field("goal_id").isin(goal_ids) & pc.field("label")
+        table = dataset.to_table(columns=list(LABEL_COLUMNS), filter=wanted)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"cannot read the rewards in {run.path(LABELS)}: {exc}; re-run `teduo label`") from None
     gid = table["goal_id"].to_numpy()
@@ -91,27 +87,23 @@ class QLearningActor:
 
     Args:
         run_dir: the run directory.
-        gamma: discount.
         num_actions: action-space size.
     """
 
-    def __init__(self, run_dir: str, gamma: float, num_actions: int) -> None:
+    def __init__(self, run_dir: str, num_actions: int) -> None:
         self.run = RunDir(run_dir)
-        self.gamma = gamma
         self.mdp = load_mdp(self.run, num_actions)
 
     def solve_shard(self, name: str, goal_ids: list[int]) -> dict[str, Any]:
         achieved = read_achieved(self.run, goal_ids, self.mdp.num_states)
-        q, action = solve_goals(self.mdp, achieved, self.gamma)
+        action, steps = greedy_steps(self.mdp, achieved)
         g, s = np.nonzero(action >= 0)
-        a = self.mdp.num_actions
         table = pa.table(
             {
                 "goal_id": pa.array(np.asarray(goal_ids, dtype=np.int32)[g]),
                 "state_id": pa.array(s.astype(np.int32)),
                 "action": pa.array(action[g, s]),
-                "value": pa.array(np.nanmax(np.where(np.isnan(q[g, s]), -1, q[g, s]), axis=1).astype(np.float32)),
-                "q": pa.FixedSizeListArray.from_arrays(pa.array(q[g, s].ravel()), a).cast(pa.list_(pa.float32())),
+                "steps": pa.array(steps[g, s]),
             },
             schema=POLICY_SCHEMA,
         )
@@ -177,7 +169,7 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
         size = min(pool_size(cfg.rl.num_actors, cfg.rl.actor_cpus, reserve_cpus=0.0), len(todo))
         from teduo_ray.envs.babyai.constants import NUM_ACTIONS
 
-        actors = [actor_cls.remote(cfg.run_dir, cfg.rl.gamma, NUM_ACTIONS) for _ in range(size)]
+        actors = [actor_cls.remote(cfg.run_dir, NUM_ACTIONS) for _ in range(size)]
         done_goals = sum(len(ids) for name, ids in shards.items() if name in manifest.shards)
         with tqdm(total=len(goal_ids), initial=done_goals, desc="learn", unit="goal", disable=not progress) as bar:
             for record in ActorPool(actors).map_unordered(lambda a, item: a.solve_shard.remote(*item), todo):

@@ -17,7 +17,7 @@ import numpy as np
 from teduo_ray.config import RunConfig
 from teduo_ray.data.intern import STATES
 from teduo_ray.evaluation.policy import Query
-from teduo_ray.rl.learn import POLICIES
+from teduo_ray.layout import POLICIES
 from teduo_ray.rundir import RunDir
 
 

@@ -36,6 +36,7 @@ from teduo_ray.envs.babyai.state import StateBatch
 from teduo_ray.errors import DataError
 from teduo_ray.labeling import features
 from teduo_ray.labeling.abstraction import Selection, abstract_batch, parse_selection
+from teduo_ray.layout import ABSTRACTIONS, LABELS, LABELS_SCHEMA
 from teduo_ray.rundir import RunDir, StageManifest
 
 DATA = "baselines/data"
@@ -97,7 +98,7 @@ def featurize_queries(blobs: Sequence[bytes], selections: Sequence[Selection], g
 
 def export_hash(cfg: RunConfig) -> str:
     """The export depends on the labels (their chained hash) and the export settings."""
-    from teduo_ray.labeling.label import LABELS, step_hashes
+    from teduo_ray.labeling.spec import step_hashes
 
     rl = dataclasses.asdict(cfg.rl)
     return stable_hash([step_hashes(cfg)[LABELS], cfg.seed, {f: rl[f] for f in EXPORT_FIELDS}])
@@ -152,17 +153,14 @@ class ExportResult:
 
 
 def _input_tables(run: RunDir) -> tuple[pa.Table, list[bytes], pa.Table, dict[int, Selection]]:
-    from teduo_ray.labeling.label import ABSTRACTIONS, LABELS
-
     run.finished(LABELS, "label")
     run.finished(STATES, "label")
     transitions = run.read_table(STATES, "transitions.parquet").sort_by(
         [("episode_id", "ascending"), ("step", "ascending")])
     blobs = run.read_table(STATES, "states.parquet")["state"].to_pylist()
-    from teduo_ray.rl.learn import LABEL_COLUMNS
-
     labels = run.read_shards(LABELS)
-    for name, kind in LABEL_COLUMNS.items():
+    for name in ("goal_id", "state_id", "label"):
+        kind = LABELS_SCHEMA.field(name).type
         if name not in labels.schema.names or labels.schema.field(name).type != kind:
             raise DataError(f"{run.path(LABELS)} does not have column {name}: {kind}; "
                             "re-run `teduo label` into a fresh run_dir")

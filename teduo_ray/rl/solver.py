@@ -89,6 +89,13 @@ def greedy(q: np.ndarray) -> np.ndarray:
     return np.where(best > 0, action, -1).astype(np.int8)
 
 
+def _greedy(nd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(greedy action, d(next) after it) from next-state distances; -1 / UNREACHABLE where none."""
+    action = nd.argmin(axis=-1)
+    best = np.take_along_axis(nd, action[..., None], axis=-1)[..., 0]
+    return np.where(best != UNREACHABLE, action, -1).astype(np.int8), best
+
+
 def solve_goals(mdp: EmpiricalMDP, achieved: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
     """Fast solver for a block of goals: (Q of shape (G, S, A), greedy actions (G, S)).
 
@@ -96,9 +103,16 @@ def solve_goals(mdp: EmpiricalMDP, achieved: np.ndarray, gamma: float) -> tuple[
     the argmax of Q* with the lowest index on ties, read off integers instead of floats.
     """
     nd = _next_distances(mdp, goal_distances(mdp, achieved))
-    action = nd.argmin(axis=-1)
-    best = np.take_along_axis(nd, action[..., None], axis=-1)[..., 0]
-    return _q_values(mdp, nd, gamma), np.where(best != UNREACHABLE, action, -1).astype(np.int8)
+    return _q_values(mdp, nd, gamma), _greedy(nd)[0]
+
+
+def greedy_steps(mdp: EmpiricalMDP, achieved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What ``learn`` stores for a block of goals, without the (G, S, A) float Q table:
+    (greedy actions (G, S), -1 where the goal is unreachable; steps to the goal set along
+    the greedy path (G, S), 1 + d(next(s, greedy)), 0 where unreachable). Q* of the greedy
+    action is gamma ** (steps - 1)."""
+    action, best = _greedy(_next_distances(mdp, goal_distances(mdp, achieved)))
+    return action, np.where(action >= 0, best + 1, 0).astype(np.int32)
 
 
 def q_learning_reference(mdp: EmpiricalMDP, achieved: np.ndarray, alpha: float, gamma: float,

@@ -33,7 +33,7 @@ def tiny_model_config(cfg: RunConfig):  # type: ignore[no-untyped-def]
 
 def sft_corpus(cfg: RunConfig, max_rows: int = 4000) -> list[str]:
     """Texts the tiny tokenizer learns from: env vocabulary, the agent prompt, SFT states and answers."""
-    from teduo_ray.labeling.label import vocabulary_corpus
+    from teduo_ray.labeling.vocabulary import vocabulary_corpus
     from teduo_ray.sft import prompt
 
     texts = vocabulary_corpus(cfg)

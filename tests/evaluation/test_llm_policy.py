@@ -14,7 +14,7 @@ from teduo_ray.envs.babyai.world import BabyAIWorld
 from teduo_ray.evaluation.llm_policy import ANSWER_OPEN, LLMPolicy, digit_token_ids, state_texts
 from teduo_ray.evaluation.policy import Query
 from teduo_ray.labeling.abstraction import abstract_blobs, rules_selection
-from teduo_ray.labeling.label import vocabulary_corpus
+from teduo_ray.labeling.vocabulary import vocabulary_corpus
 from teduo_ray.sft.prompt import messages
 from teduo_ray.sft.tiny_model import build_tiny_model
 from tests.conftest import small_config

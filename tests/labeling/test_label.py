@@ -24,7 +24,9 @@ from teduo_ray.data.collect import collect
 from teduo_ray.data.intern import load_states
 from teduo_ray.errors import DataError
 from teduo_ray.labeling.abstraction import abstract_blobs, rules_selection
-from teduo_ray.labeling.label import LABELS_SCHEMA, LabelResult, _training_goals, label
+from teduo_ray.labeling.label import LabelResult, label
+from teduo_ray.labeling.spec import training_goals
+from teduo_ray.layout import LABELS_SCHEMA
 from teduo_ray.rundir import RunDir
 from tests.conftest import REPO, run_teduo, small_config
 
@@ -90,7 +92,7 @@ def test_labels_cover_every_state_goal_pair(labeled: tuple[Path, LabelResult]) -
     cfg = config(run_dir)
     labels = table(run_dir, "rewards/labels")
     assert labels.schema == LABELS_SCHEMA
-    n_states, goals = load_states(cfg).num_rows, _training_goals(cfg)
+    n_states, goals = load_states(cfg).num_rows, training_goals(cfg)
     assert (result.states, result.goals) == (n_states, len(goals))
     assert result.pairs == n_states * len(goals)
     assert labels.num_rows == result.pairs
@@ -123,7 +125,7 @@ def test_llm_labels_are_used_where_the_llm_answered(labeled: tuple[Path, LabelRe
     # a pair is "llm" exactly when its abstract state equals one the LLM labeled for that goal
     cfg = config(run_dir)
     blobs = load_states(cfg)["state"].to_pylist()
-    specs = {gid: goal for gid, goal, _ in _training_goals(cfg)}
+    specs = {gid: goal for gid, goal, _ in training_goals(cfg)}
     gid = llm["goal_id"][0].as_py()
     abstract = abstract_blobs(blobs, rules_selection(specs[gid]))
     seen = {
@@ -351,7 +353,7 @@ def test_hf_backend_with_llm_abstraction(tmp_path: Path) -> None:
     )
     collect(cfg, progress=False)
     result = label(cfg, progress=False)
-    goals = _training_goals(cfg)
+    goals = training_goals(cfg)
     assert result.goals == len(goals) == 4
 
     abstractions = pq.read_table(tmp_path / "abstractions" / "abstractions.parquet").to_pylist()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from teduo_ray.labeling.label import _hist_auc
+from teduo_ray.labeling.accuracy import hist_auc as _hist_auc
 from teduo_ray.labeling.metrics import NEVER, precision_recall, precision_threshold, quality, roc_auc
 
 

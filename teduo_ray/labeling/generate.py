@@ -1,0 +1,96 @@
+"""The labeling LLM's free-form answers (one abstraction call per goal) and its model path.
+
+Used by the abstraction sub-step and by evaluation (the test goals' abstraction): the same
+backend dispatch for both, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from teduo_ray.config import RunConfig
+from teduo_ray.errors import TeduoError
+from teduo_ray.rundir import RunDir
+
+
+def generate(cfg: RunConfig, run: RunDir, prompts: list[tuple[int, list[dict[str, str]]]]) -> dict[int, str]:
+    """Greedy answers of the labeling LLM to a few prompts (the abstraction calls), via Ray Data.
+
+    Args:
+        cfg: the run config (labeling backend, model, batch size).
+        run: the run directory (where a "tiny" model is built).
+        prompts: (goal id, chat messages) pairs.
+
+    Returns:
+        goal id -> the model's answer.
+    """
+    import ray
+
+    from teduo_ray.runtime import init_ray
+
+    init_ray(cfg.ray)
+    lab = cfg.labeling
+    ds = ray.data.from_items([{"goal_id": gid, "messages_json": json.dumps(m)} for gid, m in prompts])
+    if lab.backend == "hf":
+        from teduo_ray.labeling.stages import HFGenerateStage
+
+        ds = ds.map_batches(
+            HFGenerateStage,
+            fn_constructor_kwargs={"model_path": resolve_model(cfg, run), "torch_threads": lab.torch_threads},
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=lab.actor_cpus,
+            num_gpus=lab.actor_gpus or None,
+            batch_size=lab.batch_size,
+        )
+        return {int(r["goal_id"]): str(r["answer"]) for r in ds.take_all()}
+    from ray.data.llm import HttpRequestProcessorConfig, build_processor, vLLMEngineProcessorConfig
+
+    def pre(row: dict[str, Any]) -> dict[str, Any]:
+        messages = json.loads(row["messages_json"])
+        if lab.backend == "http":
+            return {"payload": {"model": lab.model, "messages": messages, "temperature": 0.0, "max_tokens": 256}}
+        return {"messages": messages, "sampling_params": {"temperature": 0.0, "max_tokens": 256}}
+
+    def post(row: dict[str, Any]) -> dict[str, Any]:
+        text = row.get("generated_text")
+        if text is None:
+            choices = (row.get("http_response") or {}).get("choices") or [{}]
+            text = (choices[0].get("message") or {}).get("content", "")
+        return {"goal_id": row["goal_id"], "answer": text}
+
+    config: Any
+    if lab.backend == "vllm":
+        config = vLLMEngineProcessorConfig(model_source=lab.model, concurrency=lab.num_actors, batch_size=lab.batch_size)
+    else:
+        config = HttpRequestProcessorConfig(url=lab.http_url, batch_size=lab.batch_size, max_retries=3,
+                                            headers=http_headers(cfg))
+    processor = build_processor(config, preprocess=pre, postprocess=post)
+    return {int(r["goal_id"]): str(r["answer"]) for r in processor(ds).take_all()}
+
+
+def http_headers(cfg: RunConfig) -> dict[str, str] | None:
+    key = os.environ.get(cfg.labeling.http_api_key_env)
+    return {"Authorization": f"Bearer {key}"} if key else None
+
+
+def resolve_model(cfg: RunConfig, run: RunDir) -> str:
+    """The labeling model's path: "tiny" builds (once) a tiny model in the run directory; any
+    other value is a Hugging Face directory or hub id, checked before Ray Data starts."""
+    lab = cfg.labeling
+    if lab.model == "tiny":
+        path = run.path("models", "tiny-judge")
+        if not os.path.isdir(path):
+            from teduo_ray.labeling.vocabulary import vocabulary_corpus
+            from teduo_ray.sft.tiny_model import build_tiny_model
+
+            build_tiny_model(path, vocabulary_corpus(cfg))
+        return path
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(lab.model)
+    except Exception as exc:  # noqa: BLE001 - any loading failure is the same user error
+        raise TeduoError(f"labeling.model: cannot load {lab.model!r} ({exc.__class__.__name__}: {exc})") from None
+    return lab.model

@@ -22,9 +22,23 @@ first (Ray worker start-up would otherwise inflate the baseline). ``--quick``: g
 {10, 40} per layout on 4 layouts (~10 minutes on 2 quiet cores); default: goals {100, 1000,
 3000}, episodes {10, 40, 160}. Other processes slow every number; load averages are printed.
 
+Label throughput, per run: ``label_pairs_per_s`` = (goals x states) / the wall time of
+the reward-model labelling step (the all-pairs sub-step, end to end: reading the states,
+abstracting them per goal, encoding, scoring, applying the labeler's answers, accuracy
+counts, writing the shards; ``label_stage_pairs_per_s``: the same pairs over the whole
+label stage, with the requests, the oracle "LLM" pipeline and the reward model's training;
+per sub-step seconds in ``label_steps_s``); ``model_pairs_per_s`` = the trained reward model's own
+batched forward pass on pre-encoded inputs of the same run (a sample of its (state, goal)
+pairs, as many torch threads as the run had label actors); ``label_efficiency`` = their
+ratio (target >= 0.5; it can exceed 1: the stage scores each distinct input once).
+``max_worker_rss_mb``: the largest resident memory of any single process the run started
+(a Ray worker), sampled every 0.2 s.
+
 Output: a table per run and the ratio table; last line ``label_goal_ratio=<x>
-label_transition_ratio=<y>``. ``--json OUT``: runs (size, rows, per-stage seconds/memory),
-ratios, load averages, device, cores.
+label_transition_ratio=<y> label_efficiency=<z>``. ``--json OUT``: runs (size, rows,
+per-stage seconds/memory, label throughput), ratios, load averages, device, cores; the
+top-level ``label_pairs_per_s``, ``model_pairs_per_s``, ``label_efficiency`` and
+``max_worker_rss_mb`` are those of the largest run.
 """
 
 from __future__ import annotations
@@ -53,6 +67,7 @@ class PeakRSS:
         self.every = every
         self.driver = 0
         self.tree = 0
+        self.worker = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -62,13 +77,16 @@ class PeakRSS:
         while not self._stop.is_set():
             try:
                 own = self.proc.memory_info().rss
-                total = own
+                total, worker = own, 0
                 for child in self.proc.children(recursive=True):
                     try:
-                        total += child.memory_info().rss
+                        rss = child.memory_info().rss
                     except psutil.Error:
-                        pass
+                        continue
+                    total += rss
+                    worker = max(worker, rss)
                 self.driver, self.tree = max(self.driver, own), max(self.tree, total)
+                self.worker = max(self.worker, worker)
             except psutil.Error:
                 pass
             self._stop.wait(self.every)
@@ -101,7 +119,7 @@ def scaled_config(run_dir: str, goals: int, episodes: int, layouts: int, extra: 
         "labeling.reward_model=shared",
         "labeling.llm_states_per_goal=100",
         "labeling.reward_epochs=5",
-        "labeling.num_actors=1",
+        "labeling.num_actors=2",  # judges: capped to 1 next to Ray Data's tasks; all-pairs actors: 2
         "labeling.tensor_parallel=1",
         "labeling.requests_per_shard=4096",
         "labeling.batch_size=256",
@@ -133,6 +151,7 @@ def run_point(goals: int, episodes: int, layouts: int, root: str, extra: tuple[s
             "rows": record["rows"],
             "driver_mb": round(mem.driver / 2**20, 1),
             "ray_mb": round(mem.tree / 2**20, 1),
+            "worker_mb": round(mem.worker / 2**20, 1),
         }
         print(f"  g={goals:<5} e={episodes:<4} {stage:<8} {record['seconds']:8.1f}s rows={record['rows']} "
               f"driver={mem.driver / 2**20:.0f}MB ray_tree={mem.tree / 2**20:.0f}MB", flush=True)
@@ -142,7 +161,73 @@ def run_point(goals: int, episodes: int, layouts: int, root: str, extra: tuple[s
                      **{f"{k}_{m}": acc[k].get("all", {}).get(m) for k in ("final", "model_only")
                         for m in ("precision", "recall", "positives")}}
     print(f"  g={goals:<5} e={episodes:<4} labels: {out['labels']}", flush=True)
+    model_rate = model_pairs_per_s(cfg, run_dir)
+    pairs = acc["pairs_labeled"]
+    out["label_steps_s"] = acc["seconds"]
+    out["label_stage_pairs_per_s"] = round(pairs / out["stages"]["label"]["seconds"], 1)
+    out["label_pairs_per_s"] = round(pairs / max(acc["seconds"]["all_pairs"], 1e-9), 1)
+    out["model_pairs_per_s"] = round(model_rate, 1)
+    out["label_efficiency"] = round(out["label_pairs_per_s"] / model_rate, 3)
+    out["scored_inputs"] = acc.get("scored_inputs")
+    out["max_worker_rss_mb"] = max(s["worker_mb"] for s in out["stages"].values())
+    print(f"  g={goals:<5} e={episodes:<4} label steps {acc['seconds']}; whole stage "
+          f"{out['label_stage_pairs_per_s']:,.0f} pairs/s", flush=True)
+    print(f"  g={goals:<5} e={episodes:<4} reward-model labelling {out['label_pairs_per_s']:,.0f} pairs/s end to end, model "
+          f"{model_rate:,.0f} pairs/s -> efficiency {out['label_efficiency']:.2f}; distinct inputs scored "
+          f"{acc.get('scored_inputs')} of {pairs} pairs; max worker RSS {out['max_worker_rss_mb']:.0f} MB", flush=True)
     return out
+
+
+def model_pairs_per_s(cfg: Any, run_dir: str, sample: int = 32768) -> float:
+    """The run's trained reward model's batched forward speed on pre-encoded (state, goal)
+    inputs: a seeded sample of states x training goals, encoded first (not timed), scored
+    with as many torch threads as the run had label actors (best of 3)."""
+    import io
+
+    import numpy as np
+    import torch
+
+    from teduo_ray.data.intern import StateReader
+    from teduo_ray.envs.babyai.state import StateBatch
+    from teduo_ray.labeling import features, reward_model
+    from teduo_ray.labeling.abstraction import abstract_batch
+    from teduo_ray.labeling.goal_abstractions import run_abstraction
+    from teduo_ray.labeling.spec import step_hashes, training_goals
+    from teduo_ray.layout import ABSTRACTIONS
+    from teduo_ray.rundir import RunDir
+
+    run = RunDir(run_dir)
+    meta = run.read_json("rewards", "model", "meta.json")
+    weights = torch.load(io.BytesIO(run.read_bytes("rewards", "model", "model.pt")), weights_only=True)
+    specs = run_abstraction(cfg, run, training_goals(cfg), step_hashes(cfg)[ABSTRACTIONS])
+    reader = StateReader(run)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, reader.num_states, size=sample)
+    goals = rng.integers(0, len(specs), size=sample)
+    raw = StateBatch.from_blobs(reader.take(ids))
+    planes, vectors, groups = [], [], []
+    for g in np.unique(goals):
+        rows = np.flatnonzero(goals == g)
+        abstract = abstract_batch(StateBatch(raw.grids[rows], raw.header[rows]), specs[g].selection)
+        p, v = features.encode(abstract, features.goal_type_tag(specs[g].goal), meta["radius"])
+        planes.append(p)
+        vectors.append(v)
+        groups.append("shared" if meta["kind"] == "shared" else str(specs[g].goal_id))
+    name = groups[0] if groups[0] in weights else next(iter(weights))
+    model = reward_model.load(meta["kind"], weights[name], 2 * meta["radius"] + 1)
+    P, V = np.concatenate(planes), np.concatenate(vectors)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.labeling.num_actors * cfg.labeling.torch_threads))
+    try:
+        reward_model.predict(model, P[:4096], V[:4096])  # warm-up
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            reward_model.predict(model, P, V)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return len(P) / best
 
 
 def ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, nargs="+")
     parser.add_argument("--layouts", type=int, default=4)
     parser.add_argument("--keep", help="keep run dirs under this folder (default: a temp dir)")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the untimed warm-up run (for a single large point)")
     parser.add_argument("--set", dest="extra", nargs="+", default=[], metavar="KEY=VALUE",
                         help="further config overrides for every point")
     args = parser.parse_args(argv)
@@ -185,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         # untimed warm-up at the baseline size: Ray worker start-up and first imports would
         # otherwise be charged to the baseline and make every ratio look sub-linear
         extra = tuple(args.extra)
-        run_point(goals[0], episodes[0], args.layouts, os.path.join(root, "warmup"), extra)
+        if not args.no_warmup:
+            run_point(goals[0], episodes[0], args.layouts, os.path.join(root, "warmup"), extra)
         runs = [run_point(g, e, args.layouts, root, extra) for g, e in points]
     finally:
         ray.shutdown()
@@ -213,11 +301,18 @@ def main(argv: list[str] | None = None) -> int:
         "label_goal_ratio": goal_rows[-1]["label"]["time_x"] if goal_rows else None,
         "label_transition_ratio": trans_rows[-1]["label"]["time_x"] if trans_rows else None,
     }
+    largest = max(runs, key=lambda r: r["labels"]["pairs"])
+    for key in ("label_pairs_per_s", "model_pairs_per_s", "label_efficiency"):
+        result[key] = largest[key]
+    result["max_worker_rss_mb"] = max(r["max_worker_rss_mb"] for r in runs)
     print(f"load average before {load_before[0]:.1f}, after {result['load_after'][0]:.1f}; "
           f"total {result['seconds_total']:.0f}s")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2))
-    print(f"label_goal_ratio={result['label_goal_ratio']} label_transition_ratio={result['label_transition_ratio']}")
+    print(f"label_pairs_per_s={result['label_pairs_per_s']} model_pairs_per_s={result['model_pairs_per_s']} "
+          f"max_worker_rss_mb={result['max_worker_rss_mb']}")
+    print(f"label_goal_ratio={result['label_goal_ratio']} label_transition_ratio={result['label_transition_ratio']} "
+          f"label_efficiency={result['label_efficiency']}")
     return 0
 
 

@@ -143,6 +143,8 @@ class LabelingConfig:
             (rounded up to whole row groups of 8,192). Its memory is about state_block x
             (4 x the state's bytes + the reward model's view) plus the output rows: ~0.3 GB
             at 16,384 states of a 22x22 grid, whatever the number of goals and states.
+        reward_gpus: GPUs each all-pairs labeling actor reserves; > 0 scores the reward
+            model on the actor's GPU (CUDA), 0 on CPU with ``torch_threads`` threads.
         reward_lr: reward-model learning rate (the paper's per-goal model: 1e-5).
         reward_epochs: maximum reward-model epochs (the best validation loss is kept).
         reward_batch_size: reward-model batch size.
@@ -171,6 +173,7 @@ class LabelingConfig:
     requests_per_shard: int = 4096
     goals_per_task: int = 8
     state_block: int = 16384
+    reward_gpus: float = 0.0
     reward_lr: float = 1e-3
     reward_epochs: int = 20
     reward_batch_size: int = 256
@@ -187,6 +190,7 @@ class LabelingConfig:
         _require(self.requests_per_shard >= 1, "labeling.requests_per_shard", "must be >= 1")
         _require(self.goals_per_task >= 1, "labeling.goals_per_task", "must be >= 1")
         _require(self.state_block >= 1, "labeling.state_block", "must be >= 1")
+        _require(self.reward_gpus >= 0, "labeling.reward_gpus", "must be >= 0")
         _require(self.reward_lr > 0, "labeling.reward_lr", "must be > 0")
         _require(self.reward_epochs >= 1, "labeling.reward_epochs", "must be >= 1")
         _require(self.reward_batch_size >= 1, "labeling.reward_batch_size", "must be >= 1")

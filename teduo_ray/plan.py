@@ -1,8 +1,19 @@
 """`teduo run JOB --dry-run`: what a job will ask of the cluster, before anything runs.
 
-Sizes come from the config alone (plus the goal catalogue, which is cheap): episode and
-shard counts are exact; transitions, states and everything derived from them are upper
-bounds (episodes x step cap), since bot episodes end early.
+Sizes come from the config alone (plus the goal catalogue and the grid size, which are
+cheap): episode and shard counts are exact; transitions, states and everything derived from
+them are upper bounds (episodes x step cap), since bot episodes end early.
+
+Memory per worker, the formulas printed (B = bytes of a state = 7 + 3 W H, K = 2 r + 1 the
+reward model's view, A = 7 actions, S = distinct states):
+- labeling worker: state_block x (4 B + K^2 (3 + 4 x 16)) bytes: a block of raw states, its
+  room masks and one goal's abstraction, the egocentric codes, and float planes for the
+  inputs not scored yet; independent of the number of goals;
+- Q-learning actor: S x A x 8 (the empirical model) + goals_per_shard x S x (4 A + 13)
+  (next-state distances, BFS state) bytes;
+- driver: the picked (goal, state) ids, 8 bytes per labeler call; no per-pair table.
+Tables are sparse (layout.py): labels hold achieved + judged pairs, policies the states each
+goal is reachable from.
 """
 
 from __future__ import annotations
@@ -28,9 +39,11 @@ def _fmt(n: float) -> str:
 def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     """One row per stage: its parallel units, resources and expected output size."""
     from teduo_ray.envs import get_adapter
-    from teduo_ray.labeling.label import _goals_per_shard
+    from teduo_ray.labeling.features import PLANES, view_radius
 
-    entries = get_adapter(cfg.env, cfg.seed).goal_catalogue()
+    adapter = get_adapter(cfg.env, cfg.seed)
+    entries = adapter.goal_catalogue()
+    width, height = adapter.grid_size
     train = sum(1 for e in entries if e.split == "train")
     test = len(entries) - train
     by_type = Counter(e.goal.type for e in entries if e.split == "train")
@@ -42,9 +55,16 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     requests = train * min(lab.llm_states_per_goal, states)
     llm_calls = requests + (train if lab.abstraction == "llm" else 0)
     pairs = train * states
-    label_shards = math.ceil(train / _goals_per_shard(states))
-    q_bytes = rl.goals_per_shard * states * NUM_ACTIONS * 4  # float32 Q of one goal shard
-    examples = train * episodes  # upper bound: one per (goal, start state)
+    label_shards = math.ceil(train / lab.goals_per_task)
+    state_bytes = 7 + 3 * width * height
+    radius = min(lab.reward_view_radius or view_radius(width, height), view_radius(width, height))
+    view = (2 * radius + 1) ** 2
+    label_mb = min(lab.state_block, states) * (4 * state_bytes + view * (3 + 4 * PLANES)) / 2**20
+    learn_mb = states * NUM_ACTIONS * 8 / 2**20 + rl.goals_per_shard * states * (4 * NUM_ACTIONS + 13) / 2**20
+    per_goal = episodes * (rl.rollout_max_steps if rl.sft_states == "visited" else 1)
+    if rl.sft_max_examples_per_goal:
+        per_goal = min(per_goal, rl.sft_max_examples_per_goal)
+    examples = train * per_goal  # upper bound: starts (x rollout steps when visited) per goal, capped
     train_examples = examples * (1 - sft.val_fraction)
     steps = math.ceil(train_examples / (sft.batch_size * sft.num_workers)) * sft.epochs
     methods = getattr(ev, "methods", ())
@@ -61,11 +81,13 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
          "size": f"{_fmt(episodes)} episodes, <= {_fmt(transitions)} transitions"},
         {"stage": "label", "units": f"{lab.num_actors} {lab.backend} actors, {_fmt(math.ceil(requests / lab.requests_per_shard))} request shards, {label_shards} label shards",
          "resources": (f"{lab.actor_cpus} CPU + {lab.tensor_parallel} GPU/actor (tensor parallel)"
-                       if lab.backend == "vllm" else f"{lab.actor_cpus} CPU + {lab.actor_gpus} GPU/actor"),
-         "size": f"{train} train + {test} test goals; <= {_fmt(states)} states; {_fmt(llm_calls)} LLM calls; <= {_fmt(pairs)} (state, goal) pairs"},
+                       if lab.backend == "vllm" else f"{lab.actor_cpus} CPU + {lab.actor_gpus} GPU/actor")
+                      + f"; <= {_fmt(label_mb)} MiB/labeling worker (state_block={lab.state_block})",
+         "size": f"{train} train + {test} test goals; <= {_fmt(states)} states; {_fmt(llm_calls)} labeler calls; "
+                 f"{_fmt(pairs)} pairs scored, rows written: {_fmt(requests)} judged + the achieved ones"},
         {"stage": "learn", "units": f"{rl.num_actors} actors, {math.ceil(train / rl.goals_per_shard)} goal shards",
-         "resources": f"{rl.actor_cpus} CPU/actor, <= {_fmt(q_bytes / 2**20)} MiB Q per shard",
-         "size": f"<= {_fmt(pairs)} (goal, state) policy rows"},
+         "resources": f"{rl.actor_cpus} CPU/actor, <= {_fmt(learn_mb)} MiB/actor (goals_per_shard={rl.goals_per_shard})",
+         "size": "policy rows: per goal the states it is reachable from (action, steps)"},
         {"stage": "baselines", "units": ", ".join(algos) or "none", "resources": "RLlib learner on the driver node",
          "size": "one RLlib checkpoint per algorithm"},
         {"stage": "distill", "units": f"{math.ceil(train / rl.goals_per_shard)} rollout tasks",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from teduo_ray.config import RayConfig
@@ -70,3 +70,27 @@ def pool_size(requested: int, cpus_per_actor: float, reserve_cpus: float = 0.5) 
     if size < requested:
         log.warning("actor pool capped at %d of %d actors (%.1f CPUs in the cluster)", size, requested, total)
     return size
+
+
+def actor_pool_map(cls: type, args: tuple[Any, ...], method: str, items: list[tuple[Any, ...]], num_actors: int,
+                   num_cpus: float, num_gpus: float = 0.0) -> Iterator[Any]:
+    """Results of ``actor.<method>(*item)`` for every item, in the order they finish, on a pool
+    of restartable actors of ``cls(*args)`` spread over the cluster's nodes (SPREAD: one
+    node, no change); a dead actor is restarted and its call retried. The actors are killed
+    when the iteration ends.
+    """
+    import ray
+    from ray.util import ActorPool
+
+    if not items:
+        return
+    actor_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus or None, max_restarts=3, max_task_retries=3,
+                           scheduling_strategy="SPREAD")(cls)
+    size = min(pool_size(num_actors, num_cpus, reserve_cpus=0.0), len(items))
+    actors = [actor_cls.remote(*args) for _ in range(size)]
+    try:
+        calls: Iterable[Any] = ActorPool(actors).map_unordered(lambda a, item: getattr(a, method).remote(*item), items)
+        yield from calls
+    finally:
+        for actor in actors:
+            ray.kill(actor)

@@ -5,16 +5,17 @@ A pool of ``RewardLabelActor``s takes a block of ``labeling.goals_per_task`` goa
 and streams the states in blocks of ``labeling.state_block`` (data/intern.py's StateReader).
 Per state block: the agent's rooms once; per goal: abstract the block, then
 - the reward model scores each DISTINCT model input once: inputs are hashed (dedupe.py) and
-  a per-(model, goal type) cache of scores lives as long as the actor, so a window seen in
-  another block, or for another goal of the same type under the shared model, is not
+  a per-(model, goal type) cache of scores lives for the goal block, so a window seen in
+  another state block, or for another goal of the same type under the shared model, is not
   scored again;
 - the labeler's answers override the model where the pair's abstract state was judged
   (a hash lookup, no per-pair Python);
 - ground-truth confusion counts and score histograms are accumulated for the accuracy
   report (never written with the labels).
 Memory per actor: one state block and its abstractions, the cache (12 bytes per distinct
-input, reset past ``CACHE_LIMIT``) and the block's output rows; independent of the number
-of goals and, but for the output, of the number of states.
+input of the goal block, at most ``CACHE_LIMIT`` entries) and the goal block's output rows
+(achieved + judged pairs); bounded by ``labeling.state_block`` and
+``labeling.goals_per_task``, whatever the number of goals.
 """
 
 from __future__ import annotations
@@ -103,18 +104,21 @@ class RewardLabelActor:
         meta: reward-model metadata (kind, radius, thresholds).
         torch_threads: CPU threads.
         state_block: states held at once.
+        use_gpu: score on the actor's CUDA device (it reserved one).
     """
 
-    def __init__(self, run_dir: str, meta: dict[str, Any], torch_threads: int, state_block: int) -> None:
+    def __init__(self, run_dir: str, meta: dict[str, Any], torch_threads: int, state_block: int,
+                 use_gpu: bool = False) -> None:
         import torch
 
         torch.set_num_threads(torch_threads)
+        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.run = RunDir(run_dir)
         self.meta = meta
         self.state_block = state_block
         view = 2 * meta["radius"] + 1
         weights = torch.load(io.BytesIO(self.run.read_bytes(MODEL, "model.pt")), weights_only=True)
-        self.models = {name: reward_model.load(meta["kind"], w, view) for name, w in weights.items()}
+        self.models = {name: reward_model.load(meta["kind"], w, view, device) for name, w in weights.items()}
         self.caches: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.scored = 0  # model inputs scored (distinct), for the benchmark
         self.pairs = 0  # pairs labelled
@@ -145,6 +149,7 @@ class RewardLabelActor:
         """Label the goals of ``specs`` over every state; write shard ``name``; return its record."""
         judged, llm_stats = read_judged(self.run, specs)
         scored_before, pairs_before = self.scored, self.pairs
+        self.caches = {}
         out: dict[int, list[tuple[np.ndarray, ...]]] = {s.goal_id: [] for s in specs}
         stats: dict[str, Any] = {}
         for offset, blobs in StateReader(self.run).blocks(self.state_block):
@@ -192,11 +197,9 @@ class RewardLabelActor:
 def apply_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], meta: dict[str, Any],
                        config_hash: str, progress: bool) -> StageManifest:
     """Label every (state, training goal) pair on a pool of Ray actors, a block of goals per shard."""
-    import ray
-    from ray.util import ActorPool
     from tqdm import tqdm
 
-    from teduo_ray.runtime import init_ray, pool_size
+    from teduo_ray.runtime import actor_pool_map, init_ray
 
     lab = cfg.labeling
     shards = goal_blocks(specs, lab.goals_per_task)
@@ -205,18 +208,14 @@ def apply_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], meta:
     todo = [(name, block) for name, block in shards.items() if name not in manifest.shards]
     if todo:
         init_ray(cfg.ray)
-        actor_cls = ray.remote(num_cpus=lab.actor_cpus, max_restarts=3, max_task_retries=3,
-                               scheduling_strategy="SPREAD")(RewardLabelActor)
-        size = min(pool_size(lab.num_actors, lab.actor_cpus, reserve_cpus=0.0), len(todo))
-        actors = [actor_cls.remote(cfg.run_dir, meta, lab.torch_threads, lab.state_block) for _ in range(size)]
         goals_done = sum(len(b) for n, b in shards.items() if n in manifest.shards)
         with tqdm(total=len(specs), initial=goals_done, desc="label (all pairs)", unit="goal",
                   disable=not progress) as bar:
-            for record in ActorPool(actors).map_unordered(lambda a, item: a.label_shard.remote(*item), todo):
+            args = (cfg.run_dir, meta, lab.torch_threads, lab.state_block, lab.reward_gpus > 0)
+            for record in actor_pool_map(RewardLabelActor, args, "label_shard", todo, lab.num_actors,
+                                         lab.actor_cpus, lab.reward_gpus):
                 manifest.add(run, record)
                 bar.update(len(record["goal_ids"]))
-        for actor in actors:
-            ray.kill(actor)
     manifest.complete = len(manifest.shards) == len(shards)
     manifest.save(run)
     return manifest

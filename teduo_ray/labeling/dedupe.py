@@ -49,10 +49,15 @@ def state_hashes(batch: StateBatch) -> np.ndarray:
 
 
 def blob_hashes(blobs: list[bytes]) -> np.ndarray:
-    """Hash of each state blob (blobs of one grid size)."""
-    if not blobs:
-        return np.zeros(0, np.uint64)
-    return row_hashes(np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), -1))
+    """Hash of each blob (equal to :func:`state_hashes` of the decoded states); blobs of
+    several lengths are hashed one length at a time."""
+    lengths = np.array([len(b) for b in blobs], dtype=np.int64)
+    out = np.zeros(len(blobs), np.uint64)
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        joined = b"".join(blobs[i] for i in rows)
+        out[rows] = row_hashes(np.frombuffer(joined, dtype=np.uint8).reshape(len(rows), int(length)))
+    return out
 
 
 def first_of_each(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -86,12 +86,26 @@ def label(cfg: RunConfig, progress: bool = True) -> LabelResult:
         raise DataError("the transitions hold no states: collect more data")
     first = reader.first()
     grid = (first[0], first[1])
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def timed(step: str) -> None:
+        nonlocal clock
+        seconds[step] = round(time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
+
+    timed("intern")
     specs = run_abstraction(cfg, run, training_goals(cfg), hashes[ABSTRACTIONS])
+    timed("abstraction")
     requests = build_requests(cfg, run, specs, hashes[REQUESTS])
+    timed("requests")
     run_llm_labels(cfg, run, specs, requests, hashes[LLM_LABELS], progress)
+    timed("judge")
     meta = train_reward_model(cfg, run, specs, grid, hashes[MODEL])
+    timed("reward_model")
     labels = apply_reward_model(cfg, run, specs, meta, hashes[LABELS], progress)
-    report = accuracy_report(cfg, run, len(specs), labels, meta, reader.num_states)
+    timed("all_pairs")
+    report = accuracy_report(cfg, run, len(specs), labels, meta, reader.num_states, seconds)
     pairs = reader.num_states * len(specs)
     return LabelResult(run.path(LABELS), reader.num_states, len(specs), pairs, report["llm_calls"], report,
                        time.perf_counter() - start)

@@ -151,23 +151,26 @@ def fit(
     return FitResult(best_state, threshold, precision, recall, best_loss, ran, len(tr), len(va))
 
 
-def load(kind: str, state_dict: dict[str, Any], view: int) -> Any:
-    """A trained reward model, ready for :func:`predict` (build it once, predict many times)."""
+def load(kind: str, state_dict: dict[str, Any], view: int, device: str = "cpu") -> Any:
+    """A trained reward model on ``device``, ready for :func:`predict` (build it once,
+    predict many times)."""
     model = build_model(kind, view)
     model.load_state_dict(state_dict)
     model.eval()
-    return model
+    return model.to(device)
 
 
 def predict(model: Any, planes: np.ndarray, vector: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """p(achieved) for encoded pairs, in batches of ``batch_size``."""
+    """p(achieved) for encoded pairs, in batches of ``batch_size``, on the model's device."""
     import torch
 
+    device = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for i in range(0, len(planes), batch_size):
-            logits = model(torch.from_numpy(planes[i : i + batch_size]), torch.from_numpy(vector[i : i + batch_size]))
-            out.append(torch.sigmoid(logits).numpy())
+            logits = model(torch.from_numpy(planes[i : i + batch_size]).to(device),
+                           torch.from_numpy(vector[i : i + batch_size]).to(device))
+            out.append(torch.sigmoid(logits).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 

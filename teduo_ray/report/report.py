@@ -139,8 +139,12 @@ def build(cfg: RunConfig, run: RunDir) -> tuple[list[Block], dict[str, bytes], d
         fractions = [g["reachable"] / g["start_states"] for g in goals if g["start_states"]]
         if fractions:
             mean = sum(fractions) / len(fractions)
+            rows = sum(int(r["rows"]) for r in sft["shards"].values())
+            uncapped = sum(int(g.get("examples", 0)) for g in goals)
+            capped = (f" (capped from {uncapped} by rl.sft_max_examples_per_goal: a seeded sample of each "
+                      f"goal's examples)" if uncapped > rows else "")
             blocks += [("h", "Distillation data"),
-                       ("p", f"{sum(int(r['rows']) for r in sft['shards'].values())} SFT examples; the greedy Q "
+                       ("p", f"{rows} SFT examples{capped}; the greedy Q "
                              f"policy reaches the goal from {mean:.1%} of start states per goal on average."),
                        ("img", "reachable.png", "reachable start states per goal")]
             figures["reachable.png"] = plots.reachable(fractions)

@@ -144,11 +144,9 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
         cfg: the run config.
         progress: show a progress bar over goals.
     """
-    import ray
-    from ray.util import ActorPool
     from tqdm import tqdm
 
-    from teduo_ray.runtime import init_ray, pool_size
+    from teduo_ray.runtime import actor_pool_map, init_ray
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
@@ -162,21 +160,15 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
     run.remove_temporaries(POLICIES)
     todo = [(name, ids) for name, ids in shards.items() if name not in manifest.shards]
     if todo:
-        init_ray(cfg.ray)
-        # SPREAD: on a cluster the pool lands on as many nodes as it can (one node: no change).
-        actor_cls = ray.remote(num_cpus=cfg.rl.actor_cpus, max_restarts=3, max_task_retries=3,
-                               scheduling_strategy="SPREAD")(QLearningActor)
-        size = min(pool_size(cfg.rl.num_actors, cfg.rl.actor_cpus, reserve_cpus=0.0), len(todo))
         from teduo_ray.envs.babyai.constants import NUM_ACTIONS
 
-        actors = [actor_cls.remote(cfg.run_dir, NUM_ACTIONS) for _ in range(size)]
+        init_ray(cfg.ray)
         done_goals = sum(len(ids) for name, ids in shards.items() if name in manifest.shards)
         with tqdm(total=len(goal_ids), initial=done_goals, desc="learn", unit="goal", disable=not progress) as bar:
-            for record in ActorPool(actors).map_unordered(lambda a, item: a.solve_shard.remote(*item), todo):
+            for record in actor_pool_map(QLearningActor, (cfg.run_dir, NUM_ACTIONS), "solve_shard", todo,
+                                         cfg.rl.num_actors, cfg.rl.actor_cpus):
                 manifest.add(run, record)
                 bar.update(len(record["goal_ids"]))
-        for actor in actors:
-            ray.kill(actor)
     manifest.complete = len(manifest.shards) == len(shards)
     manifest.save(run)
     return LearnResult(run.path(POLICIES), len(goal_ids), num_states, len(todo), manifest.rows,

@@ -9,9 +9,12 @@ from teduo_ray.rl.qtable import QTablePolicy
 
 
 def make_policy() -> QTablePolicy:
-    states = {b"s0": 0, b"s1": 1}
-    greedy = {(3 << 32) | 0: 2, (3 << 32) | 1: 5, (4 << 32) | 1: 0}
-    return QTablePolicy(states, greedy, num_actions=7)
+    from teduo_ray.labeling.dedupe import blob_hashes
+
+    hashes = blob_hashes([b"s0", b"s1"])
+    order = np.argsort(hashes)
+    keys = np.array([(3 << 32) | 0, (3 << 32) | 1, (4 << 32) | 1], dtype=np.int64)
+    return QTablePolicy(hashes[order], order.astype(np.int64), keys, np.array([2, 5, 0], np.int8), num_actions=7)
 
 
 def q(state: bytes, goal_id: int) -> Query:

@@ -6,7 +6,7 @@ import numpy as np
 
 from teduo_ray.rl.distill import rollout
 from teduo_ray.rl.mdp import build_mdp
-from teduo_ray.rl.solver import greedy, q_learning_reference, solve_goals, unambiguous
+from teduo_ray.rl.solver import greedy, greedy_steps, q_learning_reference, solve_goals, unambiguous
 
 
 def chain(n: int):  # 0 <-> 1 <-> ... <-> n-1; action 0 = left, 1 = right, 2 = stay
@@ -102,3 +102,25 @@ def test_sft_examples_from_starts_or_every_visited_state() -> None:
     every = sft_examples(plans, paths, visited=True)
     # each state once; its answer is the rest of the rollout through it
     assert [(s, p.tolist()) for s, p in every] == [(0, [1] * 5), (1, [1] * 4), (2, [1] * 3), (3, [1, 1]), (4, [1])]
+
+
+def test_sparse_policy_equals_the_dense_q_table() -> None:
+    """What `learn` stores (greedy action + steps, reachable states only) is the dense Q
+    table's greedy policy, and gamma ** (steps - 1) is its greedy value."""
+    rng = np.random.default_rng(3)
+    n, a = 40, 4
+    s = np.repeat(np.arange(n), a)
+    act = np.tile(np.arange(a), n)
+    nxt = rng.integers(0, n, size=n * a)
+    seen = rng.random(n * a) < 0.6
+    mdp = build_mdp(s[seen], act[seen], nxt[seen], n, a)
+    goals = rng.random((5, n)) < 0.05
+    q, dense_action = solve_goals(mdp, goals, gamma=0.7)
+    action, steps = greedy_steps(mdp, goals)
+    np.testing.assert_array_equal(action, dense_action)
+    reachable = action >= 0
+    assert (steps[reachable] >= 1).all() and (steps[~reachable] == 0).all()
+    best = np.take_along_axis(np.nan_to_num(q, nan=-1.0), action[..., None].astype(np.int64), axis=-1)[..., 0]
+    np.testing.assert_allclose(best[reachable], 0.7 ** (steps[reachable] - 1.0), rtol=1e-6)
+    # dense rows without a policy are exactly the states from which the goal is unreachable
+    assert np.array_equal(reachable, np.nanmax(np.nan_to_num(q, nan=0.0), axis=-1) > 0)

@@ -27,7 +27,7 @@ the reward-model labelling step (the all-pairs sub-step, end to end: reading the
 abstracting them per goal, encoding, scoring, applying the labeler's answers, accuracy
 counts, writing the shards; ``label_stage_pairs_per_s``: the same pairs over the whole
 label stage, with the requests, the oracle "LLM" pipeline and the reward model's training;
-per sub-step seconds in ``label_steps_s``); ``model_pairs_per_s`` = the trained reward model's own
+per sub-step seconds in ``label_steps_s``, from RUN/metrics/label_steps.json); ``model_pairs_per_s`` = the trained reward model's own
 batched forward pass on pre-encoded inputs of the same run (a sample of its (state, goal)
 pairs, as many torch threads as the run had label actors); ``label_efficiency`` = their
 ratio (target >= 0.5; it can exceed 1: the stage scores each distinct input once).
@@ -163,14 +163,15 @@ def run_point(goals: int, episodes: int, layouts: int, root: str, extra: tuple[s
     print(f"  g={goals:<5} e={episodes:<4} labels: {out['labels']}", flush=True)
     model_rate = model_pairs_per_s(cfg, run_dir)
     pairs = acc["pairs_labeled"]
-    out["label_steps_s"] = acc["seconds"]
+    steps = json.loads(Path(run_dir, "metrics", "label_steps.json").read_text())
+    out["label_steps_s"] = steps
     out["label_stage_pairs_per_s"] = round(pairs / out["stages"]["label"]["seconds"], 1)
-    out["label_pairs_per_s"] = round(pairs / max(acc["seconds"]["all_pairs"], 1e-9), 1)
+    out["label_pairs_per_s"] = round(pairs / max(steps["all_pairs"], 1e-9), 1)
     out["model_pairs_per_s"] = round(model_rate, 1)
     out["label_efficiency"] = round(out["label_pairs_per_s"] / model_rate, 3)
     out["scored_inputs"] = acc.get("scored_inputs")
     out["max_worker_rss_mb"] = max(s["worker_mb"] for s in out["stages"].values())
-    print(f"  g={goals:<5} e={episodes:<4} label steps {acc['seconds']}; whole stage "
+    print(f"  g={goals:<5} e={episodes:<4} label steps {steps}; whole stage "
           f"{out['label_stage_pairs_per_s']:,.0f} pairs/s", flush=True)
     print(f"  g={goals:<5} e={episodes:<4} reward-model labelling {out['label_pairs_per_s']:,.0f} pairs/s end to end, model "
           f"{model_rate:,.0f} pairs/s -> efficiency {out['label_efficiency']:.2f}; distinct inputs scored "

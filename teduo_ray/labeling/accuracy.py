@@ -106,9 +106,8 @@ def by_type(merged: dict[str, dict[str, Any]], suffix: str = "") -> dict[str, An
 
 
 def accuracy_report(cfg: RunConfig, run: RunDir, num_goals: int, labels: StageManifest,
-                    meta: dict[str, Any], n_states: int, seconds: dict[str, float] | None = None) -> dict[str, Any]:
-    """Precision / recall / ROC-AUC of the labeler's and of the final labels vs ground truth;
-    also the sub-steps' wall seconds of this run (``seconds``; 0 for a resumed step)."""
+                    meta: dict[str, Any], n_states: int) -> dict[str, Any]:
+    """Precision / recall / ROC-AUC of the labeler's and of the final labels vs ground truth."""
     records = list(labels.shards.values())
     final = merge([r["stats"] for r in records])
     llm = by_type(merge([r.get("llm_stats", {}) for r in records]))
@@ -129,7 +128,6 @@ def accuracy_report(cfg: RunConfig, run: RunDir, num_goals: int, labels: StageMa
         "final": by_type(final),
         "model_only": by_type(final, "/model"),
         "scored_inputs": sum(int(r.get("scored_inputs", 0)) for r in records),
-        "seconds": seconds or {},
     }
     run.write_json(finite(report), *ACCURACY.split("/"))
     return report

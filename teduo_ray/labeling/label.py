@@ -36,6 +36,8 @@ from teduo_ray.labeling.spec import step_hashes, training_goals
 from teduo_ray.layout import ABSTRACTIONS, LABELS, LLM_LABELS, MODEL, REQUESTS
 from teduo_ray.rundir import RunDir
 
+LABEL_STEPS = "metrics/label_steps.json"  # wall seconds of each sub-step in the last run (0: resumed)
+
 
 @dataclass(frozen=True)
 class LabelResult:
@@ -105,7 +107,8 @@ def label(cfg: RunConfig, progress: bool = True) -> LabelResult:
     timed("reward_model")
     labels = apply_reward_model(cfg, run, specs, meta, hashes[LABELS], progress)
     timed("all_pairs")
-    report = accuracy_report(cfg, run, len(specs), labels, meta, reader.num_states, seconds)
+    report = accuracy_report(cfg, run, len(specs), labels, meta, reader.num_states)
+    run.write_json(seconds, *LABEL_STEPS.split("/"))
     pairs = reader.num_states * len(specs)
     return LabelResult(run.path(LABELS), reader.num_states, len(specs), pairs, report["llm_calls"], report,
                        time.perf_counter() - start)

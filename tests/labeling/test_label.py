@@ -372,7 +372,8 @@ def test_hf_backend_with_llm_abstraction(tmp_path: Path) -> None:
     labels = table(tmp_path, "rewards/labels")
     assert labels.schema == LABELS_SCHEMA
     assert labels.schema.names == ["goal_id", "state_id", "p", "label", "source"]
-    assert labels.num_rows == result.pairs == result.states * 4
+    assert result.pairs == result.states * 4 and labels.num_rows == result.report["label_rows"] <= result.pairs
+    assert_sparse_equals_dense(cfg, tmp_path)
     assert (
         len(set(zip(labels["goal_id"].to_pylist(), labels["state_id"].to_pylist())))
         == labels.num_rows

@@ -34,12 +34,12 @@ def _rules(text: str) -> tuple[str, str]:
 
 
 def _from_labeling(run: RunDir) -> dict[int, str]:
-    from teduo_ray.labeling.label import ABSTRACTIONS
+    from teduo_ray.schemas import ABSTRACTIONS_TABLE as SPEC
 
-    if not run.exists(ABSTRACTIONS, "abstractions.parquet"):
+    if not run.exists(SPEC.folder, SPEC.file or ""):
         return {}
-    return {int(r["goal_id"]): str(r["selection"])
-            for r in run.read_table(ABSTRACTIONS, "abstractions.parquet").to_pylist()}
+    table = run.read_table(SPEC.folder, SPEC.file or "", spec=SPEC)
+    return {int(g): str(s) for g, s in zip(table["goal_id"].to_pylist(), table["selection"].to_pylist())}
 
 
 def _ask_llm(cfg: RunConfig, run: RunDir, pending: list[GoalEntry]) -> dict[int, Selection]:

@@ -15,10 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from teduo_ray.config import RunConfig
-from teduo_ray.data.intern import STATES
 from teduo_ray.evaluation.policy import Query
-from teduo_ray.rl.learn import POLICIES
 from teduo_ray.rundir import RunDir
+from teduo_ray.schemas import POLICIES_TABLE, STATES_TABLE
 
 
 class QTablePolicy:
@@ -45,11 +44,9 @@ class QTablePolicy:
         from teduo_ray.envs.babyai.constants import NUM_ACTIONS
 
         run = RunDir(cfg.run_dir)
-        run.finished(POLICIES, "learn")
-        run.finished(STATES, "label")
-        states = run.read_table(STATES, "states.parquet")
+        states = run.read(STATES_TABLE)
         state_ids = dict(zip(states["state"].to_pylist(), states["state_id"].to_pylist()))
-        table = run.read_shards(POLICIES, ["goal_id", "state_id", "action"])
+        table = run.read(POLICIES_TABLE, ["goal_id", "state_id", "action"])
         keys = (table["goal_id"].to_numpy().astype(np.int64) << 32) | table["state_id"].to_numpy().astype(np.int64)
         greedy = dict(zip(keys.tolist(), table["action"].to_numpy().astype(np.int64).tolist()))
         return cls(state_ids, greedy, NUM_ACTIONS)

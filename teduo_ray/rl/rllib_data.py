@@ -152,21 +152,12 @@ class ExportResult:
 
 
 def _input_tables(run: RunDir) -> tuple[pa.Table, list[bytes], pa.Table, dict[int, Selection]]:
-    from teduo_ray.labeling.label import ABSTRACTIONS, LABELS
+    from teduo_ray.schemas import ABSTRACTIONS_TABLE, ID_TRANSITIONS_TABLE, LABELS_TABLE, STATES_TABLE
 
-    run.finished(LABELS, "label")
-    run.finished(STATES, "label")
-    transitions = run.read_table(STATES, "transitions.parquet").sort_by(
-        [("episode_id", "ascending"), ("step", "ascending")])
-    blobs = run.read_table(STATES, "states.parquet")["state"].to_pylist()
-    from teduo_ray.rl.learn import LABEL_COLUMNS
-
-    labels = run.read_shards(LABELS)
-    for name, kind in LABEL_COLUMNS.items():
-        if name not in labels.schema.names or labels.schema.field(name).type != kind:
-            raise DataError(f"{run.path(LABELS)} does not have column {name}: {kind}; "
-                            "re-run `teduo label` into a fresh run_dir")
-    abstractions = run.read_table(ABSTRACTIONS, "abstractions.parquet")
+    labels = run.read(LABELS_TABLE)
+    transitions = run.read(ID_TRANSITIONS_TABLE).sort_by([("episode_id", "ascending"), ("step", "ascending")])
+    blobs = run.read(STATES_TABLE)["state"].to_pylist()
+    abstractions = run.read(ABSTRACTIONS_TABLE)
     selections = {}
     for gid, text in zip(abstractions["goal_id"].to_pylist(), abstractions["selection"].to_pylist()):
         parsed = parse_selection(text)

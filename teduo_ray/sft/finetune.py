@@ -29,6 +29,7 @@ from typing import Any
 from teduo_ray.config import RunConfig
 from teduo_ray.errors import DataError, TeduoError
 from teduo_ray.rundir import RunDir
+from teduo_ray.schemas import SFT_TABLE
 from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir
 
 SFT = "sft"
@@ -87,7 +88,7 @@ def split_counts(run: RunDir, seed: int, val_fraction: float) -> tuple[int, int]
     """Rows per split, from the ids only (the trainer needs the step count for its schedule)."""
     from teduo_ray.sft.format import split_score
 
-    ids = run.read_shards(SFT, ["goal_id", "state_id"])
+    ids = run.read(SFT_TABLE, ["goal_id", "state_id"])
     val = int((split_score(seed, ids["goal_id"].to_numpy(), ids["state_id"].to_numpy()) < val_fraction).sum())
     return ids.num_rows - val, val
 
@@ -188,7 +189,7 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
     model_dir = base_model_dir(cfg)
     run.write_json({"stage": FINETUNE, "config_hash": config_hash, "complete": False}, FINETUNE, "_manifest.json")
     init_ray(cfg.ray)
-    datasets = tokenized_datasets(run.read_shards(SFT, list(REQUIRED_KEYS)), model_dir, cfg.seed, cfg.sft.val_fraction, cfg.sft.max_seq_len)
+    datasets = tokenized_datasets(run.read(SFT_TABLE, list(REQUIRED_KEYS)), model_dir, cfg.seed, cfg.sft.val_fraction, cfg.sft.max_seq_len)
     loop_config = train_config(cfg, model_dir, n_train, fail_at_step)
     trainer = make_trainer(cfg, datasets, loop_config, run.path(FINETUNE, "ray"), f"finetune-{config_hash}")
     result = trainer.fit()

@@ -15,6 +15,7 @@ from typing import Any
 from teduo_ray.config import RunConfig
 from teduo_ray.errors import TeduoError
 from teduo_ray.rundir import RunDir
+from teduo_ray.schemas import SFT_TABLE
 
 TINY_DIR = ("models", "tiny-agent")
 FINETUNE = "finetune"
@@ -41,7 +42,7 @@ def sft_corpus(cfg: RunConfig, max_rows: int = 4000) -> list[str]:
     texts += [prompt.answer([a, b, c]) for a in range(7) for b in range(7) for c in range(7)]
     run = RunDir(cfg.run_dir)
     if run.exists("sft", "_manifest.json"):
-        table = run.read_shards("sft", ["goal_text", "state_text", "actions"])
+        table = run.read(SFT_TABLE, ["goal_text", "state_text", "actions"])
         step = max(1, table.num_rows // max_rows)
         rows = table.take(list(range(0, table.num_rows, step))).to_pylist()
         for r in rows:

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except TeduoError as exc:
-        print(f"teduo: error: {exc}", file=sys.stderr, flush=True)
+        print(f"teduo: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)  # one line
         return 2
     except KeyboardInterrupt:
         print("teduo: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from teduo_ray.errors import DataError
+from teduo_ray.errors import DataError, SchemaError
 
 MANIFEST = "_manifest.json"
 log = logging.getLogger(__name__)
@@ -62,10 +62,10 @@ def _columns(schema: pa.Schema) -> str:
 
 
 def check_schema(path: str, found: pa.Schema, spec: TableSpec) -> None:
-    """Raise a DataError naming the file, the expected and found columns and the fix."""
+    """Raise a SchemaError naming the file, the expected and found columns and the fix."""
     bad = [f for f in spec.schema if f.name not in found.names or not _same_type(found.field(f.name).type, f.type)]
     if bad:
-        raise DataError(
+        raise SchemaError(
             f"{path} has the wrong columns: expected {_columns(spec.schema)}; found {_columns(found)} "
             f"(mismatched: {', '.join(f.name for f in bad)}); regenerate it: delete {posixpath.dirname(path)} "
             f"and run `teduo {spec.producer}`"
@@ -152,7 +152,7 @@ class RunDir:
                 check_schema(path, pq.read_schema(path, filesystem=self.fs), spec)
             return pq.read_table(path, filesystem=self.fs)
         except (OSError, pa.ArrowException) as exc:
-            fix = f"; regenerate it with `teduo {spec.producer}`" if spec else ""
+            fix = f"; delete it and run `teduo {spec.producer}` again" if spec else ""
             raise DataError(f"cannot read {path}: {exc}{fix}") from None
 
     def read(self, spec: TableSpec, columns: list[str] | None = None) -> pa.Table:

@@ -30,7 +30,7 @@ from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.envs import get_adapter
 from teduo_ray.evaluation import metrics as M
 from teduo_ray.evaluation.episodes import CELLS, plan_episodes
-from teduo_ray.evaluation.methods import MethodUnavailable, build_policy, upstream_fingerprint
+from teduo_ray.evaluation.methods import MethodUnavailable, build_policy, check_models, upstream_fingerprint
 from teduo_ray.evaluation.rollout import make_actors, run_episodes
 from teduo_ray.evaluation.selection import goal_selections
 from teduo_ray.rundir import RunDir, StageManifest
@@ -127,11 +127,13 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
     from teduo_ray.runtime import init_ray
 
     start = time.perf_counter()
+    check_models(cfg)  # a damaged model directory fails here, not inside a Ray actor
     init_ray(cfg.ray)
     run = RunDir(cfg.run_dir)
     run.remove_temporaries(EVAL)
     run.remove_temporaries(EVAL, "methods")
     manifest = StageManifest.load_or_create(run, EVAL, config_hash(cfg), len(cfg.eval.methods))
+    manifest.verified(run)  # a damaged method table: that method is evaluated again
     manifest.num_shards = len(set(manifest.shards) | set(cfg.eval.methods))
     specs, empty_cells = plan_episodes(cfg)
     goal_ids = {s.goal_id for s in specs}
@@ -162,9 +164,8 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
                 policy.close()
             del policy
             table = M.episode_table(name, results)
-            sha = run.write_table(table, EVAL, "methods", f"{name}.parquet")
-            manifest.add(run, {"name": name, "file": f"methods/{name}.parquet", "rows": table.num_rows,
-                               "sha256": sha, "seconds": round(timings[name], 3), "upstream": upstream})
+            manifest.add(run, {"name": name, **run.write_shard(table, EVAL, "methods", f"{name}.parquet"),
+                               "seconds": round(timings[name], 3), "upstream": upstream})
             ran.append(name)
     finally:
         if actors:

@@ -163,6 +163,7 @@ def train_one(cfg: RunConfig, run: RunDir, algo: str, data: ExportResult) -> Bas
     folder = f"{BASELINES}/{algo}"
     manifest = StageManifest.load_or_create(run, folder, algo_hash(cfg, algo), 1, replace_stale=True)
     dataset = _dataset(cfg, algo)
+    manifest.verified(run)  # the saved module is still there?
     if manifest.complete:
         metrics = run.read_json(folder, "metrics.json")
         return BaselineRun(algo, data.rows[dataset], metrics["losses"], 0.0, trained=False)

@@ -171,6 +171,7 @@ def export(cfg: RunConfig) -> ExportResult:
 
     run = RunDir(cfg.run_dir)
     manifest = StageManifest.load_or_create(run, DATA, export_hash(cfg), 0, replace_stale=True)
+    manifest.verified(run)  # a damaged part: the export is written again
     if manifest.complete:
         meta = run.read_json(DATA, "meta.json")
         return ExportResult(meta["rows"], ObsSpec(**meta["obs"]), written=False)
@@ -236,8 +237,7 @@ def _write_dataset(run: RunDir, manifest: StageManifest, name: str, per_goal: di
             return
         table = pa.concat_tables(pending)
         file = f"{name}/part-{part:05d}.parquet"
-        sha = run.write_table(table, DATA, file)
-        manifest.add(run, {"name": file, "file": file, "rows": table.num_rows, "sha256": sha})
+        manifest.add(run, {"name": file, **run.write_shard(table, DATA, file)})
         pending, pending_rows, part = [], 0, part + 1
 
     for gid in sorted(chosen):

@@ -146,14 +146,31 @@ class RunDir:
 
     def read_table(self, *parts: str, spec: TableSpec | None = None) -> pa.Table:
         """Read one Parquet file; with ``spec``, check its columns first (from the footer)."""
-        path = self.path(*parts)
+        return self._parquet(self.path(*parts), spec, schema_only=False)
+
+    def _parquet(self, path: str, spec: TableSpec | None, schema_only: bool) -> pa.Table:
+        """Check a file's columns against ``spec`` (footer only), then read it unless ``schema_only``."""
         try:
             if spec is not None:
                 check_schema(path, pq.read_schema(path, filesystem=self.fs), spec)
-            return pq.read_table(path, filesystem=self.fs)
+            return spec.schema.empty_table() if schema_only and spec else pq.read_table(path, filesystem=self.fs)
         except (OSError, pa.ArrowException) as exc:
             fix = f"; delete it and run `teduo {spec.producer}` again" if spec else ""
             raise DataError(f"cannot read {path}: {exc}{fix}") from None
+
+    def check(self, spec: TableSpec) -> dict[str, Any]:
+        """Check an upstream table without reading its rows: its stage finished and every file
+        has the columns readers need (Parquet footers only). For stages whose workers read
+        the files themselves: the driver fails first, with one clear error.
+
+        Returns:
+            The folder's manifest.
+        """
+        manifest = self.finished(spec.folder, spec.producer)
+        files = [spec.file] if spec.file else [rec["file"] for _, rec in sorted(manifest["shards"].items())]
+        for file in files:
+            self._parquet(self.path(spec.folder, file), spec, schema_only=True)
+        return manifest
 
     def read(self, spec: TableSpec, columns: list[str] | None = None) -> pa.Table:
         """An upstream table, checked: its stage finished, and it has the columns readers need.

@@ -24,7 +24,7 @@ TRANSITIONS_TABLE = TableSpec(TRANSITIONS, "collect", TRANSITIONS_SCHEMA)
 STATES_TABLE = TableSpec(STATES, "label", STATES_SCHEMA, "states.parquet")
 ID_TRANSITIONS_TABLE = TableSpec(STATES, "label", ID_TRANSITIONS_SCHEMA, "transitions.parquet")
 ABSTRACTIONS_TABLE = TableSpec("abstractions", "label",
-                               pa.schema([("goal_id", pa.int64()), ("selection", pa.string())]),
+                               pa.schema([("goal_id", pa.int64()), ("text", pa.string()), ("selection", pa.string())]),
                                "abstractions.parquet")
 LABELS_TABLE = TableSpec("rewards/labels", "label",
                          pa.schema([("goal_id", _i32), ("state_id", _i32), ("label", pa.bool_())]))

@@ -61,12 +61,13 @@ class EvalResult:
         ]
         lines += [f"  WARNING skipped {m}: {reason}" for m, reason in self.skipped.items()]
         lines += [f"  WARNING cell {c} not evaluated: {reason}" for c, reason in s["empty_cells"].items()]
-        lines.append(f"  {'method':<10} {'cell (layouts/goals)':<20} {'success %':>14} {'length':>7} {'invalid %':>9} {'n':>5}")
-        for r in s["by_cell"]:
-            lines.append(
-                f"  {r['method']:<10} {r['cell']:<20} {_pct(r[M.SUCCESS], r[M.SUCCESS_SE]):>14} "
-                f"{r[M.LENGTH]:>7.1f} {r[M.INVALID_PCT]:>9.1f} {r[M.EPISODES]:>5d}"
-            )
+        # one row per method, success % per cell (length and invalid % are in summary.json)
+        lines.append(f"  {'success %':<10} " + " ".join(f"{c:>14}" for c in s["cells"]) + "   (layouts/goals)")
+        cells = {(r["method"], r["cell"]): r for r in s["by_cell"]}
+        for method in dict.fromkeys(r["method"] for r in s["by_cell"]):
+            row = [cells.get((method, c)) for c in s["cells"]]
+            lines.append(f"  {method:<10} " + " ".join(
+                f"{_pct(r[M.SUCCESS], r[M.SUCCESS_SE]) if r else '-':>14}" for r in row))
         return "\n".join(lines)
 
 

@@ -105,6 +105,7 @@ def setup(verbose: bool) -> None:
         sys.stderr = _Stderr(_state)  # type: ignore[assignment]
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Writing model shards"
     root.addHandler(console)
     logging.captureWarnings(True)
 

@@ -11,9 +11,10 @@ stderr and exit with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from teduo_ray import console
+from teduo_ray.console import say
 from teduo_ray.errors import TeduoError
 from teduo_ray.pipeline import STAGES
 
@@ -28,7 +29,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         metavar="key=value",
         help="dotted overrides of config fields, e.g. rl.gamma=0.9 run_dir=runs/x",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars: plain start and summary lines (for log files)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="teduo",
         description="TEDUO on Ray: offline language-conditioned agents from unlabeled transitions.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show Ray's, RLlib's, DeepSpeed's and transformers' logs on the console "
+                             "(by default they go to RUN/logs/<stage>.log)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run every stage in order (resumes finished work)")
     _add_config_args(run)
@@ -86,26 +90,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "run":
         ran = pipeline.run_all(cfg, progress, until=args.until)
-        print(f"ran: {', '.join(ran)}; outputs in {cfg.run_dir}")
+        say(f"ran: {', '.join(ran)}; outputs in {cfg.run_dir}, logs in {cfg.run_dir}/logs")
         return 0
-    result = pipeline.run_stage(args.command, cfg, progress)
-    print(result)
+    say(str(pipeline.run_stage(args.command, cfg, progress)))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    console.setup(args.verbose)
     try:
         return _dispatch(args)
     except TeduoError as exc:
-        print(f"teduo: error: {exc}", file=sys.stderr)
+        print(f"teduo: error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)  # one line
         return 2
     except KeyboardInterrupt:
-        print("teduo: interrupted; re-run the same command to resume", file=sys.stderr)
+        print("teduo: interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
         return 130
 
 

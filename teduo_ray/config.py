@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from teduo_ray.envs.babyai.constants import BABYAI_LEVELS
 from teduo_ray.errors import ConfigError
 
 GoalType = Literal["go_to", "pick_up", "open", "put_next", "go_to_tile", "and"]
@@ -26,6 +27,13 @@ TextMode = Literal["full", "egocentric"]
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {message}")
+
+
+def _unknown_level(level: str) -> str:
+    """The message for a level minigrid does not register, with the closest names."""
+    close = difflib.get_close_matches(level, sorted(BABYAI_LEVELS), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}?" if close else "e.g. BabyAI-GoToLocal-v0 or BabyAI-Synth-v0"
+    return f"{level!r} is not a registered BabyAI level ({hint})"
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class EnvConfig:
     num_test_goals: int = 0
 
     def __post_init__(self) -> None:
+        _require(self.level in BABYAI_LEVELS, "env.level", _unknown_level(self.level))
         _require(self.train_layouts >= 1, "env.train_layouts", "must be >= 1")
         _require(self.test_layouts >= 0, "env.test_layouts", "must be >= 0")
         _require(self.layout_seed >= 0, "env.layout_seed", "must be >= 0")

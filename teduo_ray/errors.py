@@ -11,3 +11,11 @@ class ConfigError(TeduoError):
 
 class DataError(TeduoError):
     """A file in the run directory is missing, corrupt or from another config."""
+
+
+class ModelError(TeduoError):
+    """A model directory has no loadable config or tokenizer, or cannot write the answers."""
+
+
+class SchemaError(DataError):
+    """An upstream table exists but lacks the columns (or types) its readers need."""

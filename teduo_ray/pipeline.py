@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,14 +95,31 @@ def get_stage(name: str) -> Stage:
     raise TeduoError(f"unknown stage {name!r}; stages: {', '.join(s.name for s in STAGES)}")
 
 
+def start_line(name: str, cfg: RunConfig) -> str:
+    """The line a stage prints when it starts: what, how many units, where it writes."""
+    from teduo_ray.observability import STAGE_FOLDERS
+    from teduo_ray.plan import plan_rows
+
+    units = next((r["units"] for r in plan_rows(cfg) if r["stage"] == name), "")
+    where = posixpath.join(cfg.run_dir, STAGE_FOLDERS.get(name, name))
+    return f"== {name}: {units} -> {where}" if units else f"== {name} -> {where}"
+
+
 def run_stage(name: str, cfg: RunConfig, progress: bool = True) -> object:
-    """Run one stage (it skips whatever a previous run already finished)."""
+    """Run one stage (it skips whatever a previous run already finished).
+
+    The stage's driver logs go to ``RUN/logs/<stage>.log`` when the CLI set up the console.
+    """
+    from teduo_ray.console import say, stage_log
     from teduo_ray.observability import stage_metrics
+    from teduo_ray.rundir import RunDir
 
     stage = get_stage(name)
     if stage.run is None:
         raise TeduoError(f"stage '{name}' is not implemented in this version of teduo-ray yet")
-    with stage_metrics(cfg.run_dir, name):
+    run = RunDir(cfg.run_dir)  # one clear error for a run_dir that is a file or read-only
+    say(start_line(name, cfg))
+    with stage_log(run, name), stage_metrics(cfg.run_dir, name):
         return stage.run(cfg, progress)
 
 
@@ -113,10 +131,12 @@ def run_all(cfg: RunConfig, progress: bool = True, until: str | None = None) -> 
     """
     if until is not None:
         get_stage(until)  # one clear error for an unknown name
+    from teduo_ray.console import say
+
     ran = []
     for stage in STAGES:
         result = run_stage(stage.name, cfg, progress)
-        print(result, flush=True)
+        say(str(result))
         ran.append(stage.name)
         if stage.name == until:
             break

@@ -21,20 +21,25 @@ def init_ray(cfg: RayConfig) -> None:
     """
     import ray
 
+    from teduo_ray.console import is_verbose
+
     if ray.is_initialized():
         return
+    # Workers' output (RLlib / DeepSpeed / torch warnings, Ray Train's controller) stays in
+    # Ray's session logs unless --verbose; errors still reach the driver as exceptions.
+    to_driver = is_verbose()
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
         log.info("joining Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=to_driver)
         return
     store = cfg.object_store_memory_mb * 1024 * 1024 if cfg.object_store_memory_mb else None
     ray.init(
         address="local",  # a new local Ray, even if `ray start` left a cluster on this machine
         num_cpus=cfg.num_cpus,
         object_store_memory=store,
-        include_dashboard=False,
-        log_to_driver=True,
+        include_dashboard=False,  # the dashboard costs ~0.9 GB here; see docs/architecture.md
+        log_to_driver=to_driver,
     )
 
 

@@ -53,3 +53,14 @@ def test_import_and_help_stay_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+def test_console_is_quiet_and_the_logs_are_in_the_run_dir(tmp_path: Path) -> None:
+    out = run_teduo("collect", "jobs/tiny.yaml", f"run_dir={tmp_path}", "env.train_layouts=2",
+                    "data.episodes_per_layout=3", "data.episodes_per_shard=3", "data.max_episode_steps=8")
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("== collect: 2 shard tasks") and lines[1].startswith("collect: ")
+    assert "INFO" not in out.stderr and "WARNING" not in out.stderr and "collect: 100%" in out.stderr
+    log = (tmp_path / "logs" / "collect.log").read_text()
+    assert "Started a local Ray instance" in log and "teduo_ray.data.collect" in log

@@ -155,9 +155,8 @@ def write_shard(cfg: RunConfig, shard: ShardSpec, collector: EpisodeCollector | 
     """Collect one shard and write it atomically to the run directory; returns its record."""
     collector = collector or EpisodeCollector(cfg)
     table, stats = collector.shard_table(shard)
-    sha = RunDir(cfg.run_dir).write_table(table, TRANSITIONS, shard.file)
-    return {"name": shard.name, "file": shard.file, "rows": table.num_rows, "sha256": sha, **stats,
-            "node": node_id()}
+    written = RunDir(cfg.run_dir).write_shard(table, TRANSITIONS, shard.file)
+    return {"name": shard.name, **written, **stats, "node": node_id()}
 
 
 @dataclass(frozen=True)
@@ -224,7 +223,8 @@ def collect(cfg: RunConfig, progress: bool = True) -> CollectResult:
     )
     run.remove_temporaries(TRANSITIONS)
     write_goals(cfg, run)
-    todo = [s for s in shards if s.name not in manifest.shards or not run.exists(TRANSITIONS, s.file)]
+    manifest.verified(run)  # a damaged finished shard is dropped here and recomputed below
+    todo = [s for s in shards if s.name not in manifest.shards]
     if todo:
         init_ray(cfg.ray)
         remote = ray.remote(num_cpus=cfg.ray.collect_cpus_per_task, max_retries=3)(write_shard)

@@ -57,9 +57,11 @@ class InternResult:
 def read_transitions(cfg: RunConfig) -> pa.Table:
     """All collected transitions, sorted by (episode_id, step); refuses an unfinished dataset."""
     run = RunDir(cfg.run_dir)
+    from teduo_ray.schemas import TRANSITIONS_TABLE
+
     run.finished(TRANSITIONS, "collect")
     StageManifest.load_or_create(run, TRANSITIONS, cfg.section_hash("env", "data"), 0)  # same config?
-    return run.read_shards(TRANSITIONS)
+    return run.read(TRANSITIONS_TABLE)
 
 
 def intern_table(transitions: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -91,12 +93,12 @@ def intern_states(cfg: RunConfig) -> InternResult:
     """Intern the run's transitions (skipped when a previous run already did)."""
     run = RunDir(cfg.run_dir)
     manifest = StageManifest.load_or_create(run, STATES, cfg.section_hash("env", "data"), 2)
+    manifest.verified(run)
     if manifest.complete:
         return InternResult(int(manifest.shards["states"]["rows"]), int(manifest.shards["transitions"]["rows"]))
     states, ids = intern_table(read_transitions(cfg))
     for name, table, group in (("states", states, STATE_ROW_GROUP), ("transitions", ids, 1 << 20)):
-        sha = run.write_table(table, STATES, f"{name}.parquet", row_group_size=group)
-        manifest.shards[name] = {"file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha}
+        manifest.shards[name] = run.write_shard(table, STATES, f"{name}.parquet", row_group_size=group)
     manifest.complete = True
     manifest.save(run)
     return InternResult(states.num_rows, ids.num_rows)
@@ -104,12 +106,16 @@ def intern_states(cfg: RunConfig) -> InternResult:
 
 def load_states(cfg: RunConfig) -> pa.Table:
     """The interned states table (state_id order)."""
-    return RunDir(cfg.run_dir).read_table(STATES, "states.parquet")
+    from teduo_ray.schemas import STATES_TABLE
+
+    return RunDir(cfg.run_dir).read_table(STATES, "states.parquet", spec=STATES_TABLE)
 
 
 def load_id_transitions(cfg: RunConfig) -> pa.Table:
     """The transitions with state ids."""
-    return RunDir(cfg.run_dir).read_table(STATES, "transitions.parquet")
+    from teduo_ray.schemas import ID_TRANSITIONS_TABLE
+
+    return RunDir(cfg.run_dir).read_table(STATES, "transitions.parquet", spec=ID_TRANSITIONS_TABLE)
 
 
 class StateReader:

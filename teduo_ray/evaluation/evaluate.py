@@ -30,7 +30,7 @@ from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.envs import get_adapter
 from teduo_ray.evaluation import metrics as M
 from teduo_ray.evaluation.episodes import CELLS, plan_episodes
-from teduo_ray.evaluation.methods import MethodUnavailable, build_policy, upstream_fingerprint
+from teduo_ray.evaluation.methods import MethodUnavailable, build_policy, check_models, upstream_fingerprint
 from teduo_ray.evaluation.rollout import make_actors, run_episodes
 from teduo_ray.evaluation.selection import goal_selections
 from teduo_ray.rundir import RunDir, StageManifest
@@ -61,12 +61,13 @@ class EvalResult:
         ]
         lines += [f"  WARNING skipped {m}: {reason}" for m, reason in self.skipped.items()]
         lines += [f"  WARNING cell {c} not evaluated: {reason}" for c, reason in s["empty_cells"].items()]
-        lines.append(f"  {'method':<10} {'cell (layouts/goals)':<20} {'success %':>14} {'length':>7} {'invalid %':>9} {'n':>5}")
-        for r in s["by_cell"]:
-            lines.append(
-                f"  {r['method']:<10} {r['cell']:<20} {_pct(r[M.SUCCESS], r[M.SUCCESS_SE]):>14} "
-                f"{r[M.LENGTH]:>7.1f} {r[M.INVALID_PCT]:>9.1f} {r[M.EPISODES]:>5d}"
-            )
+        # one row per method, success % per cell (length and invalid % are in summary.json)
+        lines.append(f"  {'success %':<10} " + " ".join(f"{c:>14}" for c in s["cells"]) + "   (layouts/goals)")
+        cells = {(r["method"], r["cell"]): r for r in s["by_cell"]}
+        for method in dict.fromkeys(r["method"] for r in s["by_cell"]):
+            row = [cells.get((method, c)) for c in s["cells"]]
+            lines.append(f"  {method:<10} " + " ".join(
+                f"{_pct(r[M.SUCCESS], r[M.SUCCESS_SE]) if r else '-':>14}" for r in row))
         return "\n".join(lines)
 
 
@@ -127,11 +128,13 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
     from teduo_ray.runtime import init_ray
 
     start = time.perf_counter()
+    check_models(cfg)  # a damaged model directory fails here, not inside a Ray actor
     init_ray(cfg.ray)
     run = RunDir(cfg.run_dir)
     run.remove_temporaries(EVAL)
     run.remove_temporaries(EVAL, "methods")
     manifest = StageManifest.load_or_create(run, EVAL, config_hash(cfg), len(cfg.eval.methods))
+    manifest.verified(run)  # a damaged method table: that method is evaluated again
     manifest.num_shards = len(set(manifest.shards) | set(cfg.eval.methods))
     specs, empty_cells = plan_episodes(cfg)
     goal_ids = {s.goal_id for s in specs}
@@ -162,9 +165,8 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
                 policy.close()
             del policy
             table = M.episode_table(name, results)
-            sha = run.write_table(table, EVAL, "methods", f"{name}.parquet")
-            manifest.add(run, {"name": name, "file": f"methods/{name}.parquet", "rows": table.num_rows,
-                               "sha256": sha, "seconds": round(timings[name], 3), "upstream": upstream})
+            manifest.add(run, {"name": name, **run.write_shard(table, EVAL, "methods", f"{name}.parquet"),
+                               "seconds": round(timings[name], 3), "upstream": upstream})
             ran.append(name)
     finally:
         if actors:

@@ -16,7 +16,7 @@ import numpy as np
 
 from teduo_ray.config import RunConfig
 from teduo_ray.envs.babyai.constants import NUM_ACTIONS
-from teduo_ray.errors import TeduoError
+from teduo_ray.errors import ModelError, SchemaError, TeduoError
 from teduo_ray.evaluation.policy import Policy, Query, RandomPolicy
 
 
@@ -124,14 +124,15 @@ def _llm(which: str, name: str) -> Callable[[RunConfig], Policy]:
     return build
 
 
+# The function (in teduo_ray.sft.finetune or .models) that gives each LLM method's model dir.
+LLM_MODEL_DIRS = {"prompted": "base_model_dir", "finetuned": "final_model_dir"}
 METHODS: dict[str, Callable[[RunConfig], Policy]] = {
     "random": lambda cfg: RandomPolicy(NUM_ACTIONS),
     "bot": lambda cfg: BotPolicy(),
     "qtable": _qtable,
     "bc": _baseline("bc"),
     "cql": _baseline("cql"),
-    "prompted": _llm("base_model_dir", "prompted"),
-    "finetuned": _llm("final_model_dir", "finetuned"),
+    **{name: _llm(func, name) for name, func in LLM_MODEL_DIRS.items()},
 }
 
 
@@ -158,6 +159,20 @@ def upstream_fingerprint(cfg: RunConfig, name: str) -> str:
     return hashlib.sha256(run.read_bytes(*parts)).hexdigest()[:16]
 
 
+def check_models(cfg: RunConfig) -> None:
+    """Check the model directory of every configured LLM method in the driver, before any Ray
+    actor loads it: a damaged one is a :class:`ModelError`; a missing one (fine-tuning not
+    run) is left to :func:`build_policy`, which skips the method."""
+    for name in cfg.eval.methods:
+        if name in LLM_MODEL_DIRS:
+            try:
+                _upstream("teduo_ray.sft.finetune", LLM_MODEL_DIRS[name], "teduo_ray.sft.models")(cfg)
+            except (ModelError, SchemaError):
+                raise
+            except (MethodUnavailable, TeduoError):
+                continue
+
+
 def build_policy(cfg: RunConfig, name: str) -> Policy:
     """The policy of a method, or :class:`MethodUnavailable` saying why it cannot run here.
 
@@ -169,8 +184,8 @@ def build_policy(cfg: RunConfig, name: str) -> Policy:
         raise TeduoError(f"eval.methods: unknown method {name!r}; known: {', '.join(METHODS)}")
     try:
         policy = METHODS[name](cfg)
-    except MethodUnavailable:
-        raise
+    except (MethodUnavailable, ModelError, SchemaError):
+        raise  # damaged upstream output is the user's to fix, not a method to skip
     except (TeduoError, FileNotFoundError, NotADirectoryError) as exc:
         raise MethodUnavailable(str(exc)) from None
     policy.name = name  # type: ignore[misc]  # the table's name, whatever the class calls itself

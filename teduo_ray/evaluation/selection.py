@@ -20,7 +20,6 @@ from teduo_ray.config import RunConfig
 from teduo_ray.envs.babyai.goals import GoalEntry
 from teduo_ray.envs.babyai.paraphrase import parse_goal
 from teduo_ray.labeling.abstraction import Selection, abstraction_messages, parse_selection, rules_selection
-from teduo_ray.layout import ABSTRACTIONS
 from teduo_ray.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -35,10 +34,12 @@ def _rules(text: str) -> tuple[str, str]:
 
 
 def _from_labeling(run: RunDir) -> dict[int, str]:
-    if not run.exists(ABSTRACTIONS, "abstractions.parquet"):
+    from teduo_ray.schemas import ABSTRACTIONS_TABLE as SPEC
+
+    if not run.exists(SPEC.folder, SPEC.file or ""):
         return {}
-    return {int(r["goal_id"]): str(r["selection"])
-            for r in run.read_table(ABSTRACTIONS, "abstractions.parquet").to_pylist()}
+    table = run.read_table(SPEC.folder, SPEC.file or "", spec=SPEC)
+    return {int(g): str(s) for g, s in zip(table["goal_id"].to_pylist(), table["selection"].to_pylist())}
 
 
 def _ask_llm(cfg: RunConfig, run: RunDir, pending: list[GoalEntry]) -> dict[int, Selection]:

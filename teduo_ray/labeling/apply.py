@@ -187,8 +187,7 @@ class RewardLabelActor:
                 cols["source"].append(np.where(by_llm, "llm", "model").astype(object))
         table = pa.table({k: pa.array(np.concatenate(v) if v else [], type=LABELS_SCHEMA.field(k).type)
                           for k, v in cols.items()}, schema=LABELS_SCHEMA)
-        sha = self.run.write_table(table, LABELS, f"{name}.parquet")
-        return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha,
+        return {"name": name, **self.run.write_shard(table, LABELS, f"{name}.parquet"),
                 "goal_ids": [s.goal_id for s in specs], "stats": stats, "llm_stats": llm_stats,
                 "positives": int(np.sum(table["label"].to_numpy(zero_copy_only=False))),
                 "scored_inputs": self.scored - scored_before, "pairs": self.pairs - pairs_before, "node": node_id()}
@@ -204,6 +203,7 @@ def apply_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], meta:
     lab = cfg.labeling
     shards = goal_blocks(specs, lab.goals_per_task)
     manifest = StageManifest.load_or_create(run, LABELS, config_hash, len(shards), replace_stale=True)
+    manifest.verified(run)
     run.remove_temporaries(LABELS)
     todo = [(name, block) for name, block in shards.items() if name not in manifest.shards]
     if todo:

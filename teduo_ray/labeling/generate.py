@@ -11,7 +11,6 @@ import os
 from typing import Any
 
 from teduo_ray.config import RunConfig
-from teduo_ray.errors import TeduoError
 from teduo_ray.rundir import RunDir
 
 
@@ -77,7 +76,10 @@ def http_headers(cfg: RunConfig) -> dict[str, str] | None:
 
 def resolve_model(cfg: RunConfig, run: RunDir) -> str:
     """The labeling model's path: "tiny" builds (once) a tiny model in the run directory; any
-    other value is a Hugging Face directory or hub id, checked before Ray Data starts."""
+    other value is a Hugging Face directory or hub id, checked in the driver before Ray Data
+    starts (config, tokenizer, and Yes / No as distinct tokens: one clear error)."""
+    from teduo_ray.modelcheck import validate_model_dir
+
     lab = cfg.labeling
     if lab.model == "tiny":
         path = run.path("models", "tiny-judge")
@@ -86,11 +88,7 @@ def resolve_model(cfg: RunConfig, run: RunDir) -> str:
             from teduo_ray.sft.tiny_model import build_tiny_model
 
             build_tiny_model(path, vocabulary_corpus(cfg))
+        validate_model_dir(path, "the tiny judge", needs="yes_no", fix=f"delete {path} and re-run")
         return path
-    try:
-        from transformers import AutoConfig
-
-        AutoConfig.from_pretrained(lab.model)
-    except Exception as exc:  # noqa: BLE001 - any loading failure is the same user error
-        raise TeduoError(f"labeling.model: cannot load {lab.model!r} ({exc.__class__.__name__}: {exc})") from None
+    validate_model_dir(lab.model, "labeling.model", needs="yes_no")
     return lab.model

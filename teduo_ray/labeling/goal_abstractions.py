@@ -26,6 +26,7 @@ def run_abstraction(cfg: RunConfig, run: RunDir, goals: list[tuple[int, Goal, st
     fallback) or from the rules; written to ``abstractions/abstractions.parquet``."""
     lab = cfg.labeling
     manifest = StageManifest.load_or_create(run, ABSTRACTIONS, config_hash, 1)
+    manifest.verified(run)
     if manifest.complete:
         table = run.read_table(ABSTRACTIONS, "abstractions.parquet")
         selections = {r["goal_id"]: r["selection"] for r in table.to_pylist()}
@@ -54,8 +55,7 @@ def run_abstraction(cfg: RunConfig, run: RunDir, goals: list[tuple[int, Goal, st
                      "selection": selection.to_json(), "ok": parsed is not None or not use_llm,
                      "answer": answers.get(gid, "")})
     table = pa.Table.from_pylist(rows)
-    sha = run.write_table(table, ABSTRACTIONS, "abstractions.parquet")
-    manifest.shards["abstractions"] = {"file": "abstractions.parquet", "rows": table.num_rows, "sha256": sha}
+    manifest.shards["abstractions"] = run.write_shard(table, ABSTRACTIONS, "abstractions.parquet")
     manifest.complete = True
     manifest.save(run)
     failures = sum(1 for r in rows if not r["ok"])

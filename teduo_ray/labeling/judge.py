@@ -97,7 +97,7 @@ def run_llm_labels(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], requests:
 
     manifest = StageManifest.load_or_create(run, LLM_LABELS, config_hash, requests.num_shards)
     run.remove_temporaries(LLM_LABELS)
-    check_readable(run, LLM_LABELS, manifest)
+    manifest.verified(run)
     pending = sorted(n for n in requests.shards if n not in manifest.shards)
     if pending:
         init_ray(cfg.ray)
@@ -130,22 +130,7 @@ def run_llm_labels(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], requests:
     return manifest
 
 
-def check_readable(run: RunDir, folder: str, manifest: StageManifest) -> None:
-    """Every finished shard still has a readable Parquet footer (the labeler's answers are
-    the expensive part of a run: a damaged one is an error that names it, not a silent skip)."""
-    import pyarrow.parquet as pq
-
-    for record in manifest.shards.values():
-        path = run.path(folder, record["file"])
-        try:
-            pq.read_metadata(path, filesystem=run.fs)
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"cannot read {path} ({exc}); delete it and re-run `teduo label` to relabel "
-                            "its requests") from None
-
-
 def _write_llm_shard(run: RunDir, manifest: StageManifest, k: int, table: pa.Table) -> None:
     table = table.cast(LLM_LABELS_SCHEMA).sort_by([("goal_id", "ascending"), ("state_id", "ascending")])
     name = f"part-{k:05d}"
-    sha = run.write_table(table, LLM_LABELS, f"{name}.parquet")
-    manifest.add(run, {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha})
+    manifest.add(run, {"name": name, **run.write_shard(table, LLM_LABELS, f"{name}.parquet")})

@@ -100,9 +100,8 @@ def write_request_shard(run_dir: str, k: int, goal_ids: np.ndarray, state_ids: n
         schema=REQUESTS_SCHEMA,
     )
     name = f"part-{k:05d}"
-    sha = run.write_table(table, REQUESTS, f"{name}.parquet")
-    return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha,
-            "positives": positives, "totals": totals}
+    return {"name": name, **run.write_shard(table, REQUESTS, f"{name}.parquet"), "positives": positives,
+            "totals": totals}
 
 
 def build_requests(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], config_hash: str) -> StageManifest:
@@ -113,6 +112,7 @@ def build_requests(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], config_ha
 
     lab = cfg.labeling
     manifest = StageManifest.load_or_create(run, REQUESTS, config_hash, 0)
+    manifest.verified(run)
     if manifest.complete:
         return manifest
     run.remove_temporaries(REQUESTS)

@@ -101,6 +101,7 @@ def train_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], grid:
     from teduo_ray.runtime import init_ray
 
     manifest = StageManifest.load_or_create(run, MODEL, config_hash, 1, replace_stale=True)
+    manifest.verified(run)
     if manifest.complete:
         return run.read_json(MODEL, "meta.json")
     lab = cfg.labeling

@@ -158,11 +158,15 @@ class BaselinesResult:
         return "\n".join(lines)
 
 
-def train_one(cfg: RunConfig, run: RunDir, algo: str, data: ExportResult) -> BaselineRun:
-    """Train one baseline (skipped when its manifest is complete) and save its RLModule."""
+def train_one(cfg: RunConfig, run: RunDir, algo: str, data: ExportResult, bar: Any = None) -> BaselineRun:
+    """Train one baseline (skipped when its manifest is complete) and save its RLModule.
+
+    ``bar`` (a tqdm bar, optional) advances by one per training iteration.
+    """
     folder = f"{BASELINES}/{algo}"
     manifest = StageManifest.load_or_create(run, folder, algo_hash(cfg, algo), 1, replace_stale=True)
     dataset = _dataset(cfg, algo)
+    manifest.verified(run)  # the saved module is still there?
     if manifest.complete:
         metrics = run.read_json(folder, "metrics.json")
         return BaselineRun(algo, data.rows[dataset], metrics["losses"], 0.0, trained=False)
@@ -175,7 +179,11 @@ def train_one(cfg: RunConfig, run: RunDir, algo: str, data: ExportResult) -> Bas
     start = time.perf_counter()
     algorithm = build_algo_config(cfg, algo, _uri(run, DATA, dataset), data.obs).build_algo()
     try:
-        losses = [_loss(algorithm.train()) for _ in range(cfg.rl.baseline_iterations)]
+        losses = []
+        for _ in range(cfg.rl.baseline_iterations):
+            losses.append(_loss(algorithm.train()))
+            if bar is not None:
+                bar.update(1)
         with tempfile.TemporaryDirectory() as tmp:
             _save_module(algorithm, os.path.join(tmp, "module"))
             _upload(run, tmp, folder)
@@ -213,19 +221,24 @@ def train_baselines(cfg: RunConfig, progress: bool = True) -> BaselinesResult:
 
     Args:
         cfg: the run config (``rl.baselines`` and ``rl.baseline_*``).
-        progress: log each baseline as it finishes.
+        progress: show a bar of training iterations over all baselines.
     """
+    from tqdm import tqdm
+
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
     if not cfg.rl.baselines:
         return BaselinesResult(run.path(BASELINES), None, [], 0.0)
     data = export(cfg)
     runs = []
-    for algo in cfg.rl.baselines:
-        result = train_one(cfg, run, algo, data)
-        if progress:
+    iterations = cfg.rl.baseline_iterations
+    with tqdm(total=len(cfg.rl.baselines) * iterations, desc="baselines", unit="iter", disable=not progress) as bar:
+        for algo in cfg.rl.baselines:
+            result = train_one(cfg, run, algo, data, bar)
+            if not result.trained:
+                bar.update(iterations)
             log.info("baseline %s: %s", algo, result)
-        runs.append(result)
+            runs.append(result)
     return BaselinesResult(run.path(BASELINES), data, runs, time.perf_counter() - start)
 
 

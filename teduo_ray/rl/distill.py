@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.data.intern import STATES, StateReader
-from teduo_ray.layout import ABSTRACTIONS, POLICIES, SFT
+from teduo_ray.layout import POLICIES, SFT
 from teduo_ray.rl.learn import learn_hash, load_mdp, read_achieved
 from teduo_ray.rundir import RunDir, StageManifest
 
@@ -148,8 +148,7 @@ def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mod
             cols["state_text"].append(render_state(blob, text_mode))
             cols["actions"].append(plan.tolist())
     table = pa.table(cols, schema=SFT_SCHEMA)
-    sha = run.write_table(table, SFT, f"{name}.parquet")
-    return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha, "goals": stats}
+    return {"name": name, **run.write_shard(table, SFT, f"{name}.parquet"), "goals": stats}
 
 
 @dataclass(frozen=True)
@@ -182,13 +181,18 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
-    policies = run.finished(POLICIES, "learn")
-    abstractions = {r["goal_id"]: r for r in run.read_table(ABSTRACTIONS, "abstractions.parquet").to_pylist()}
+    from teduo_ray.schemas import ABSTRACTIONS_TABLE, ID_TRANSITIONS_TABLE, POLICIES_TABLE, STATES_TABLE
+
+    policies = run.check(POLICIES_TABLE)
+    run.check(STATES_TABLE)
+    run.check(ID_TRANSITIONS_TABLE)
+    abstractions = {r["goal_id"]: r for r in run.read(ABSTRACTIONS_TABLE).to_pylist()}
     abstract = cfg.labeling.abstraction != "none"
     rl = cfg.rl
     config_hash = stable_hash([learn_hash(cfg), cfg.env.text_mode, rl.rollout_max_steps, rl.sft_states,
                                *([rl.sft_max_examples_per_goal, cfg.seed] if rl.sft_max_examples_per_goal else [])])
     manifest = StageManifest.load_or_create(run, SFT, config_hash, len(policies["shards"]), replace_stale=True)
+    manifest.verified(run)
     run.remove_temporaries(SFT)
     todo = [name for name in sorted(policies["shards"]) if name not in manifest.shards]
     if todo:

@@ -47,7 +47,9 @@ def learn_hash(cfg: RunConfig) -> str:
 
 def load_mdp(run: RunDir, num_actions: int) -> EmpiricalMDP:
     """The empirical MDP of the interned transitions."""
-    t = run.read_table(STATES, "transitions.parquet")
+    from teduo_ray.schemas import ID_TRANSITIONS_TABLE
+
+    t = run.read_table(STATES, "transitions.parquet", spec=ID_TRANSITIONS_TABLE)
     num_states = run.read_json(STATES, MANIFEST)["shards"]["states"]["rows"]
     return build_mdp(t["state_id"].to_numpy(), t["action"].to_numpy(), t["next_state_id"].to_numpy(),
                      int(num_states), num_actions)
@@ -107,9 +109,9 @@ class QLearningActor:
             },
             schema=POLICY_SCHEMA,
         )
-        sha = self.run.write_table(table, POLICIES, f"{name}.parquet")
+        record = self.run.write_shard(table, POLICIES, f"{name}.parquet")
         solvable = np.bincount(g, minlength=len(goal_ids))
-        return {"name": name, "file": f"{name}.parquet", "rows": table.num_rows, "sha256": sha,
+        return {"name": name, **record,
                 "goal_ids": goal_ids, "states_with_policy": solvable.tolist(),
                 "achieved_states": achieved.sum(axis=1).tolist(), "node": node_id()}
 
@@ -150,13 +152,17 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
-    run.finished(LABELS, "label")
+    from teduo_ray.schemas import ID_TRANSITIONS_TABLE, LABELS_TABLE
+
+    run.check(LABELS_TABLE)
+    run.check(ID_TRANSITIONS_TABLE)
     intern_states(cfg)
     num_states = int(run.read_json(STATES, MANIFEST)["shards"]["states"]["rows"])
     goal_ids = training_goal_ids(cfg)
     per = cfg.rl.goals_per_shard
     shards = {f"part-{k:05d}": goal_ids[i : i + per] for k, i in enumerate(range(0, len(goal_ids), per))}
     manifest = StageManifest.load_or_create(run, POLICIES, learn_hash(cfg), len(shards), replace_stale=True)
+    manifest.verified(run)
     run.remove_temporaries(POLICIES)
     todo = [(name, ids) for name, ids in shards.items() if name not in manifest.shards]
     if todo:

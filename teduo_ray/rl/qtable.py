@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from teduo_ray.config import RunConfig
-from teduo_ray.data.intern import STATES
 from teduo_ray.evaluation.policy import Query
 from teduo_ray.layout import POLICIES
 from teduo_ray.rundir import RunDir
+from teduo_ray.schemas import POLICIES_TABLE, STATES_TABLE
 
 
 class QTablePolicy:
@@ -57,8 +57,8 @@ class QTablePolicy:
         from teduo_ray.labeling.dedupe import blob_hashes
 
         run = RunDir(cfg.run_dir)
-        run.finished(POLICIES, "learn")
-        run.finished(STATES, "label")
+        run.check(POLICIES_TABLE)
+        run.check(STATES_TABLE)
         reader = StateReader(run)
         parts, start = [], 0
         for start, blobs in reader.blocks(65536):

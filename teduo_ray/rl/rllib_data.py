@@ -36,7 +36,7 @@ from teduo_ray.envs.babyai.state import StateBatch
 from teduo_ray.errors import DataError
 from teduo_ray.labeling import features
 from teduo_ray.labeling.abstraction import Selection, abstract_batch, parse_selection
-from teduo_ray.layout import ABSTRACTIONS, LABELS, LABELS_SCHEMA
+from teduo_ray.layout import LABELS
 from teduo_ray.rundir import RunDir, StageManifest
 
 DATA = "baselines/data"
@@ -153,18 +153,12 @@ class ExportResult:
 
 
 def _input_tables(run: RunDir) -> tuple[pa.Table, list[bytes], pa.Table, dict[int, Selection]]:
-    run.finished(LABELS, "label")
-    run.finished(STATES, "label")
-    transitions = run.read_table(STATES, "transitions.parquet").sort_by(
-        [("episode_id", "ascending"), ("step", "ascending")])
-    blobs = run.read_table(STATES, "states.parquet")["state"].to_pylist()
-    labels = run.read_shards(LABELS)
-    for name in ("goal_id", "state_id", "label"):
-        kind = LABELS_SCHEMA.field(name).type
-        if name not in labels.schema.names or labels.schema.field(name).type != kind:
-            raise DataError(f"{run.path(LABELS)} does not have column {name}: {kind}; "
-                            "re-run `teduo label` into a fresh run_dir")
-    abstractions = run.read_table(ABSTRACTIONS, "abstractions.parquet")
+    from teduo_ray.schemas import ABSTRACTIONS_TABLE, ID_TRANSITIONS_TABLE, LABELS_TABLE, STATES_TABLE
+
+    labels = run.read(LABELS_TABLE)
+    transitions = run.read(ID_TRANSITIONS_TABLE).sort_by([("episode_id", "ascending"), ("step", "ascending")])
+    blobs = run.read(STATES_TABLE)["state"].to_pylist()
+    abstractions = run.read(ABSTRACTIONS_TABLE)
     selections = {}
     for gid, text in zip(abstractions["goal_id"].to_pylist(), abstractions["selection"].to_pylist()):
         parsed = parse_selection(text)
@@ -178,6 +172,7 @@ def export(cfg: RunConfig) -> ExportResult:
 
     run = RunDir(cfg.run_dir)
     manifest = StageManifest.load_or_create(run, DATA, export_hash(cfg), 0, replace_stale=True)
+    manifest.verified(run)  # a damaged part: the export is written again
     if manifest.complete:
         meta = run.read_json(DATA, "meta.json")
         return ExportResult(meta["rows"], ObsSpec(**meta["obs"]), written=False)
@@ -243,8 +238,7 @@ def _write_dataset(run: RunDir, manifest: StageManifest, name: str, per_goal: di
             return
         table = pa.concat_tables(pending)
         file = f"{name}/part-{part:05d}.parquet"
-        sha = run.write_table(table, DATA, file)
-        manifest.add(run, {"name": file, "file": file, "rows": table.num_rows, "sha256": sha})
+        manifest.add(run, {"name": file, **run.write_shard(table, DATA, file)})
         pending, pending_rows, part = [], 0, part + 1
 
     for gid in sorted(chosen):

@@ -29,6 +29,7 @@ from typing import Any
 from teduo_ray.config import RunConfig
 from teduo_ray.errors import DataError, TeduoError
 from teduo_ray.rundir import RunDir
+from teduo_ray.schemas import SFT_TABLE
 from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir
 
 SFT = "sft"
@@ -87,7 +88,7 @@ def split_counts(run: RunDir, seed: int, val_fraction: float) -> tuple[int, int]
     """Rows per split, from the ids only (the trainer needs the step count for its schedule)."""
     from teduo_ray.sft.format import split_score
 
-    ids = run.read_shards(SFT, ["goal_id", "state_id"])
+    ids = run.read(SFT_TABLE, ["goal_id", "state_id"])
     val = int((split_score(seed, ids["goal_id"].to_numpy(), ids["state_id"].to_numpy()) < val_fraction).sum())
     return ids.num_rows - val, val
 
@@ -130,6 +131,51 @@ def make_trainer(cfg: RunConfig, datasets: dict[str, Any], loop_config: dict[str
     )
 
 
+def step_counter() -> Any:
+    """A tiny actor rank 0 tells its optimizer step to (the driver's progress bar reads it)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class StepCounter:
+        def __init__(self) -> None:
+            self.step = 0
+
+        def set(self, step: int) -> None:
+            self.step = step
+
+        def get(self) -> int:
+            return self.step
+
+    return StepCounter.remote()
+
+
+def fit_with_progress(trainer: Any, counter: Any, total: int, progress: bool) -> Any:
+    """``trainer.fit()`` (in this thread: Ray Train installs signal handlers) while a helper
+    thread moves a bar of optimizer steps; Ray Train's own output goes to the logs."""
+    import threading
+
+    import ray
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="finetune", unit="step", disable=not progress)
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(1.0):
+            bar.update(max(0, ray.get(counter.get.remote()) - bar.n))
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        return trainer.fit()
+    finally:
+        stop.set()
+        thread.join()
+        bar.update(max(0, ray.get(counter.get.remote()) - bar.n))
+        bar.close()
+        ray.kill(counter)
+
+
 def export(best_dir: str, out: str, lora: bool, merge: bool) -> None:
     """Write the best checkpoint's model to ``out`` as an HF directory, atomically."""
     parent = os.path.dirname(out)
@@ -157,7 +203,7 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
 
     Args:
         cfg: the run config (section ``sft``).
-        progress: unused by Ray Train's own logging; kept for the stage signature.
+        progress: show a bar of optimizer steps (rank 0's, read once a second).
         fail_at_step: fault-injection for tests: the first attempt raises after this step.
 
     Returns:
@@ -188,10 +234,11 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
     model_dir = base_model_dir(cfg)
     run.write_json({"stage": FINETUNE, "config_hash": config_hash, "complete": False}, FINETUNE, "_manifest.json")
     init_ray(cfg.ray)
-    datasets = tokenized_datasets(run.read_shards(SFT, list(REQUIRED_KEYS)), model_dir, cfg.seed, cfg.sft.val_fraction, cfg.sft.max_seq_len)
-    loop_config = train_config(cfg, model_dir, n_train, fail_at_step)
+    datasets = tokenized_datasets(run.read(SFT_TABLE, list(REQUIRED_KEYS)), model_dir, cfg.seed, cfg.sft.val_fraction, cfg.sft.max_seq_len)
+    counter = step_counter()
+    loop_config = {**train_config(cfg, model_dir, n_train, fail_at_step), "progress": counter}
     trainer = make_trainer(cfg, datasets, loop_config, run.path(FINETUNE, "ray"), f"finetune-{config_hash}")
-    result = trainer.fit()
+    result = fit_with_progress(trainer, counter, loop_config["total_steps"], progress)
     if result.error is not None:
         raise result.error
     best_ckpt, best = min(result.best_checkpoints or [], key=lambda cm: cm[1]["val_loss"], default=(None, None))

@@ -14,7 +14,9 @@ from typing import Any
 
 from teduo_ray.config import RunConfig
 from teduo_ray.errors import TeduoError
+from teduo_ray.modelcheck import validate_model_dir
 from teduo_ray.rundir import RunDir
+from teduo_ray.schemas import SFT_TABLE
 
 TINY_DIR = ("models", "tiny-agent")
 FINETUNE = "finetune"
@@ -41,7 +43,7 @@ def sft_corpus(cfg: RunConfig, max_rows: int = 4000) -> list[str]:
     texts += [prompt.answer([a, b, c]) for a in range(7) for b in range(7) for c in range(7)]
     run = RunDir(cfg.run_dir)
     if run.exists("sft", "_manifest.json"):
-        table = run.read_shards("sft", ["goal_text", "state_text", "actions"])
+        table = run.read(SFT_TABLE, ["goal_text", "state_text", "actions"])
         step = max(1, table.num_rows // max_rows)
         rows = table.take(list(range(0, table.num_rows, step))).to_pylist()
         for r in rows:
@@ -62,17 +64,19 @@ def base_model_dir(cfg: RunConfig) -> str:
     """The model before fine-tuning: ``sft.model``, or the run's tiny model (built on first use).
 
     Raises:
-        TeduoError: the model directory or hub id cannot be loaded.
+        ModelError: the model directory or hub id cannot serve as the agent (checked here, in
+            the driver, before Ray workers load it).
     """
     run = RunDir(cfg.run_dir)
     if cfg.sft.model != "tiny":
-        check_loadable(cfg.sft.model)
+        validate_model_dir(cfg.sft.model, "sft.model")
         return cfg.sft.model
     out = _local_dir(run, *TINY_DIR)
     if not run.exists(*TINY_DIR, "config.json"):
         from teduo_ray.sft.tiny_model import build_tiny_model
 
         build_tiny_model(out, sft_corpus(cfg), tiny_model_config(cfg))
+    validate_model_dir(out, "the tiny model", fix=f"delete {out} and re-run (it is rebuilt)")
     return out
 
 
@@ -87,19 +91,10 @@ def final_model_dir(cfg: RunConfig) -> str:
     if not manifest.get("complete") or not run.exists(FINETUNE, EXPORT, "config.json") and not run.exists(
             FINETUNE, EXPORT, "adapter_config.json"):
         raise TeduoError(f"no fine-tuned model in {run.path(FINETUNE, EXPORT)}: run `teduo finetune` first")
-    return _local_dir(run, FINETUNE, EXPORT)
-
-
-def check_loadable(name: str) -> None:
-    """One clear error when a model directory or hub id has no loadable config/tokenizer."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    try:
-        AutoConfig.from_pretrained(name)
-        AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TeduoError(f"sft.model={name!r} cannot be loaded as a Hugging Face causal LM: {first}") from None
+    out = _local_dir(run, FINETUNE, EXPORT)
+    validate_model_dir(out, "the fine-tuned model",
+                       fix=f"delete {run.path(FINETUNE)} and run `teduo finetune` again")
+    return out
 
 
 def load_model(path: str, dtype: Any = None):  # type: ignore[no-untyped-def]

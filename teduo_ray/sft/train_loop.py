@@ -257,6 +257,8 @@ def train_func(config: dict[str, Any]) -> None:
             last_end = now
             state["step"] += 1
             state["step_in_epoch"] = i + 1
+            if trainer.rank == 0 and config.get("progress") is not None:
+                config["progress"].set.remote(state["step"])  # the driver's progress bar
             state["history"].append({"kind": "train", "step": state["step"], "epoch": state["epoch"], "loss": loss,
                                      "lr": trainer.lr(), "tokens": n_tok, "seconds": dt,
                                      "tokens_per_s": n_tok / dt if dt > 0 else 0.0})

@@ -62,3 +62,10 @@ def test_action_order_matches_minigrid() -> None:
 def test_pickable_objects() -> None:
     assert set(c.PICKABLE) == {"ball", "box", "key"}
     assert np.all([o in c.OBJECT_TO_IDX for o in c.PICKABLE])
+
+
+def test_babyai_levels_match_minigrid_registry() -> None:
+    import gymnasium as gym
+    import minigrid  # noqa: F401  (registers the levels)
+
+    assert c.BABYAI_LEVELS == {k for k in gym.registry if k.startswith("BabyAI-")}

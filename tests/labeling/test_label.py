@@ -430,23 +430,26 @@ def test_corrupt_llm_manifest_is_a_data_error(
         label(config(run_dir), progress=False)
 
 
-def test_missing_llm_shard_is_a_data_error(
-    labeled: tuple[Path, LabelResult], tmp_path: Path
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_damaged_llm_shard_is_relabelled_with_a_warning(
+    labeled: tuple[Path, LabelResult], tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Resume checks what it skips: a finished shard that is gone or truncated on disk is
+    named in a warning and labelled again; the others are kept."""
     run_dir = copy_run(labeled[0], tmp_path / "run")
-    (run_dir / "rewards" / "llm" / "part-00001.parquet").unlink()  # the manifest still lists it
-    with pytest.raises(DataError, match="part-00001.parquet"):
+    shard = run_dir / "rewards" / "llm" / "part-00001.parquet"
+    if damage == "missing":
+        shard.unlink()  # the manifest still lists it
+    else:
+        shard.write_bytes(shard.read_bytes()[:100])
+    kept = {k: v for k, v in mtimes(run_dir / "rewards" / "llm").items() if k != shard.name}
+    with caplog.at_level("WARNING"):
         label(config(run_dir), progress=False)
-
-
-def test_truncated_llm_shard_is_a_data_error(
-    labeled: tuple[Path, LabelResult], tmp_path: Path
-) -> None:
-    run_dir = copy_run(labeled[0], tmp_path / "run")
-    shard = run_dir / "rewards" / "llm" / "part-00000.parquet"
-    shard.write_bytes(shard.read_bytes()[:100])
-    with pytest.raises(DataError, match="cannot read"):
-        label(config(run_dir), progress=False)
+    assert any("part-00001.parquet is damaged" in r.getMessage() for r in caplog.records)
+    after = mtimes(run_dir / "rewards" / "llm")
+    assert {k: after[k] for k in kept} == kept
+    for folder in ("rewards/llm", "rewards/labels"):
+        assert table(run_dir, folder).equals(table(labeled[0], folder)), folder
 
 
 def test_other_oracle_settings_in_the_same_run_dir_are_refused(

@@ -33,9 +33,9 @@ FAST = ("labeling.llm_states_per_goal=40", "labeling.reward_epochs=2", "labeling
 
 
 def widen_states(run_dir: Path, cfg: object, copies: int) -> int:
-    """Replace the interned states by many distinct ones: every collected state with the
-    agent moved to other free tiles and turned four ways (labeling never reads transitions'
-    ids, so they may stay). Returns the number of states."""
+    """Replace the interned states by many distinct ones: collected states with the agent
+    moved and turned and two random cells made random objects (labeling reads states as
+    bytes, never the transitions' ids, so those may stay). Returns the number of states."""
     blobs = load_states(cfg)["state"].to_pylist()
     raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), -1)
     w, h = int(raw[0, 0]), int(raw[0, 1])
@@ -44,13 +44,17 @@ def widen_states(run_dir: Path, cfg: object, copies: int) -> int:
     rows[:, 2] = rng.integers(1, w - 1, size=copies)
     rows[:, 3] = rng.integers(1, h - 1, size=copies)
     rows[:, 4] = rng.integers(0, 4, size=copies)
+    for _ in range(2):  # and two random cells turned into random keys / balls / boxes
+        cell = 7 + 3 * (rng.integers(1, w - 1, size=copies) * h + rng.integers(1, h - 1, size=copies))
+        rows[np.arange(copies), cell] = rng.integers(5, 8, size=copies)
+        rows[np.arange(copies), cell + 1] = rng.integers(0, 6, size=copies)
+        rows[np.arange(copies), cell + 2] = 0
     unique = np.unique(np.concatenate([raw, rows]), axis=0)
     table = pa.table({"state_id": pa.array(np.arange(len(unique)), pa.int32()),
                       "state": pa.array([r.tobytes() for r in unique], pa.binary())}, schema=STATES_SCHEMA)
     run = RunDir(str(run_dir))
-    run.write_table(table, STATES, "states.parquet", row_group_size=STATE_ROW_GROUP)
     manifest = run.read_json(STATES, "_manifest.json")
-    manifest["shards"]["states"]["rows"] = len(unique)
+    manifest["shards"]["states"] = run.write_shard(table, STATES, "states.parquet", row_group_size=STATE_ROW_GROUP)
     run.write_json(manifest, STATES, "_manifest.json")
     return len(unique)
 

@@ -9,7 +9,8 @@ import torch
 from teduo_ray.errors import TeduoError
 from teduo_ray.sft import prompt
 from teduo_ray.sft.format import IGNORE, TokenizeStage, collate, encode, split_score
-from teduo_ray.sft.models import base_model_dir, check_loadable, final_model_dir, load_model
+from teduo_ray.modelcheck import validate_model_dir
+from teduo_ray.sft.models import base_model_dir, final_model_dir, load_model
 from teduo_ray.sft.train_loop import lr_lambda
 from tests.sft.helpers import sft_config, write_sft
 
@@ -102,8 +103,8 @@ def test_warmup_then_cosine() -> None:
 
 
 def test_missing_model_and_unfinished_finetune_are_clear_errors(tmp_path) -> None:
-    with pytest.raises(TeduoError, match="sft.model='/nonexistent/model'"):
-        check_loadable("/nonexistent/model")
+    with pytest.raises(TeduoError, match="sft.model: model directory /nonexistent/model does not exist"):
+        validate_model_dir("/nonexistent/model", "sft.model")
     with pytest.raises(TeduoError, match="cannot load the model"):
         load_model(str(tmp_path))
     with pytest.raises(TeduoError, match="run `teduo finetune` first"):

@@ -87,8 +87,9 @@ def test_gpu_wiring_builds_a_nccl_bf16_trainer_without_a_gpu(ray_local_2cpu, tmp
     assert trainer.backend_config.backend == "nccl"
     assert trainer.run_config.checkpoint_config.checkpoint_score_attribute == "val_loss"
     assert trainer.scaling_config.resources_per_worker == {"CPU": 0.5}
-    ds = ds_config({"batch_size": 10, "max_grad_norm": 0.3, "zero_stage": 3, "bf16": True})
+    ds = ds_config({"batch_size": 10, "grad_accum": 4, "max_grad_norm": 0.3, "zero_stage": 3, "bf16": True})
     assert ds["bf16"]["enabled"] and ds["zero_optimization"]["stage"] == 3 and ds["gradient_clipping"] == 0.3
+    assert ds["gradient_accumulation_steps"] == 4 and ds["train_micro_batch_size_per_gpu"] == 10
 
 
 @pytest.mark.gpu

@@ -31,6 +31,7 @@ from teduo_ray.rundir import RunDir
 TINY_DIR = ("models", "tiny-agent")
 FINETUNE = "finetune"
 EXPORT = "model"
+UPLOADED = "_uploaded"
 
 
 def tiny_model_config(cfg: RunConfig):  # type: ignore[no-untyped-def]
@@ -79,13 +80,15 @@ def run_uri(run: RunDir, *parts: str) -> str:
 
 
 def upload_dir(local: str, run: RunDir, *parts: str) -> None:
-    """Copy a local directory to a run-directory folder, replacing what was there."""
+    """Copy a local directory to a run-directory folder, replacing what was there; ``UPLOADED``
+    is written last (object stores have no atomic folder rename: a killed upload lacks it)."""
     import pyarrow.fs as pafs
 
     if run.exists(*parts):
         run.fs.delete_dir(run.path(*parts))
     run.fs.create_dir(run.path(*parts), recursive=True)
     pafs.copy_files(local, run.path(*parts), source_filesystem=pafs.LocalFileSystem(), destination_filesystem=run.fs)
+    run.write_bytes(b"", *parts, UPLOADED)
 
 
 def cache_dir() -> str:
@@ -108,7 +111,7 @@ def local_model_dir(path: str) -> str:
     if "://" not in path or path.startswith("file://"):
         return path.removeprefix("file://")
     fs, root = pafs.FileSystem.from_uri(path)
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     if not infos:
         raise TeduoError(f"no model files under {path}")
     listing = sorted((i.path, i.size, str(i.mtime)) for i in infos if i.type == pafs.FileType.File)
@@ -139,7 +142,7 @@ def base_model_dir(cfg: RunConfig) -> str:
     if cfg.sft.model != "tiny":
         check_loadable(cfg.sft.model)
         return cfg.sft.model
-    if not run.exists(*TINY_DIR, "config.json"):
+    if not run.exists(*TINY_DIR, UPLOADED if is_remote(run) else "config.json"):
         import tempfile
 
         from teduo_ray.sft.tiny_model import build_tiny_model

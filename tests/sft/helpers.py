@@ -40,8 +40,9 @@ def sft_config(run_dir: Path, *overrides: str) -> RunConfig:
                         "sft.warmup_ratio=0.1", *overrides)
 
 
-def build_no_pad_model(out_dir: Path | str) -> str:
-    """A tiny model whose tokenizer is built like Llama-3's: no pad token, eos the only end token."""
+def build_small_model(out_dir: Path | str, pad_token: bool) -> str:
+    """A very small tiny model; ``pad_token=False`` builds its tokenizer like Llama-3's: no pad
+    token, eos the only end token."""
     from teduo_ray.sft import prompt
     from teduo_ray.sft.tiny_model import TinyModelConfig, build_tiny_model
 
@@ -49,7 +50,7 @@ def build_no_pad_model(out_dir: Path | str) -> str:
     texts += [prompt.answer([a, b]) for a in range(7) for b in range(7)]
     texts += [f"you face east. goal object {k} steps left. obstacle {k} steps forward." for k in range(10)]
     cfg = TinyModelConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                          pad_token=False)
+                          pad_token=pad_token)
     return str(build_tiny_model(out_dir, texts, cfg))
 
 

@@ -20,14 +20,19 @@ import torch
 
 from teduo_ray.config import load_config
 from teduo_ray.errors import ConfigError
-from tests.sft.helpers import build_no_pad_model, equal_answer_batch, loop_config, write_sft
+from tests.sft.helpers import build_small_model, equal_answer_batch, loop_config, write_sft
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
 def no_pad_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_no_pad_model(tmp_path_factory.mktemp("nopad") / "model")
+    return build_small_model(tmp_path_factory.mktemp("nopad") / "model", pad_token=False)
+
+
+@pytest.fixture(scope="module")
+def padded_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_small_model(tmp_path_factory.mktemp("padded") / "model", pad_token=True)
 
 
 def _fit(train_fn, config: dict, num_workers: int, datasets: dict | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -90,8 +95,9 @@ def test_config_validates_grad_accum() -> None:
 
 @pytest.mark.slow
 def test_validation_and_checkpoint_collectives_use_the_workers_device(ray_local_2cpu, tmp_path: Path,
-                                                                      no_pad_model: str) -> None:
-    """The real train_func on 2 gloo workers, validating every 2 steps and at the epoch's end."""
+                                                                      padded_model: str) -> None:
+    """The real train_func on 2 gloo workers, validating every 2 steps and at the epoch's end
+    (a tokenizer with a pad token: this test is about devices only)."""
     import ray.data
 
     from teduo_ray.rundir import RunDir
@@ -101,8 +107,8 @@ def test_validation_and_checkpoint_collectives_use_the_workers_device(ray_local_
 
     write_sft(tmp_path / "run", rows=80)
     table = RunDir(str(tmp_path / "run")).read_shards(SFT, list(REQUIRED_KEYS))
-    datasets = tokenized_datasets(table, no_pad_model, seed=0, val_fraction=0.25, max_seq_len=256)
-    config = loop_config(no_pad_model, batch_size=8, eval_every_steps=2, out_dir=str(tmp_path))
+    datasets = tokenized_datasets(table, padded_model, seed=0, val_fraction=0.25, max_seq_len=256)
+    config = loop_config(padded_model, batch_size=8, eval_every_steps=2, out_dir=str(tmp_path))
     _fit(recording_train_func, config, num_workers=2, datasets=datasets)
     assert isinstance(datasets["train"], ray.data.Dataset)
     for rank in (0, 1):

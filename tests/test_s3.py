@@ -11,20 +11,18 @@ with few episodes; a finetune killed after its first checkpoint resumes from S3.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("moto", reason="moto is not installed: pip install -e '.[dev]' (moto[server])")
 
-from tests.conftest import REPO, run_teduo  # noqa: E402
+from tests.conftest import REPO, kill_tree, run_teduo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -138,7 +136,6 @@ def test_evaluate_and_report_on_s3(s3_run: str) -> None:
 def test_killed_finetune_resumes_from_its_s3_checkpoint(s3_run: str, s3_env: dict[str, str]) -> None:
     """kill -9 `teduo finetune` (driver + its Ray) after Ray Train registered a checkpoint on
     S3; the same command again continues from it, not from step 0."""
-    import psutil
     import pyarrow.fs as pafs
 
     run = f"s3://{BUCKET}/resume"
@@ -156,17 +153,7 @@ def test_killed_finetune_resumes_from_its_s3_checkpoint(s3_run: str, s3_env: dic
             time.sleep(1)
         assert checkpointed and driver.poll() is None, "no checkpoint on S3 before finetune ended (or timed out)"
     finally:
-        tree = [driver.pid]
-        try:
-            tree += [c.pid for c in psutil.Process(driver.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-        for pid in tree:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    driver.wait(timeout=60)
+        kill_tree(driver)
     assert not _json(f"{run}/finetune/_manifest.json")["complete"]
 
     again = run_teduo(*args, timeout=600)

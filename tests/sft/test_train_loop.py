@@ -101,8 +101,8 @@ def test_validation_and_checkpoint_collectives_use_the_workers_device(ray_local_
     import ray.data
 
     from teduo_ray.rundir import RunDir
-    from teduo_ray.sft.format import REQUIRED_KEYS, tokenized_datasets
     from teduo_ray.sft.finetune import SFT
+    from teduo_ray.sft.format import REQUIRED_KEYS, tokenized_datasets
     from tests.sft.workers import recording_train_func
 
     write_sft(tmp_path / "run", rows=80)

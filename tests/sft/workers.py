@@ -29,9 +29,9 @@ def recording_train_func(config: dict[str, Any]) -> None:
     a factory call (torch.zeros, torch.tensor, ...) made it without a ``device`` argument, i.e.
     on the process's default device. On a GPU worker that is the CPU, and NCCL rejects it; on
     this CPU machine the two coincide, so the second check is what catches it here."""
+    import ray.train.torch
     import torch
     import torch.distributed as dist
-    import ray.train.torch
     from torch.overrides import TorchFunctionMode
 
     from teduo_ray.sft.train_loop import train_func

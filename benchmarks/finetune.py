@@ -83,12 +83,13 @@ def write_sft(run_dir: str, rows: int, seed: int = 0) -> None:
 def run_baseline(cfg: RunConfig, model_dir: str, threads: int) -> dict[str, float]:
     """One ``transformers.Trainer`` process on the training split; returns its tokens/s."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from teduo_ray.sft.format import collate, encode, split_score
+    from teduo_ray.sft.models import load_model
 
     torch.set_num_threads(threads)
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok, model = load_model(model_dir)  # the loader every stage uses (pad fallback, remote dirs)
     table = RunDir(cfg.run_dir).read_shards(SFT)
     keep = split_score(cfg.seed, table["goal_id"].to_numpy(), table["state_id"].to_numpy()) >= cfg.sft.val_fraction
     rows = [r for r, k in zip(table.to_pylist(), keep) if k]
@@ -114,7 +115,6 @@ def run_baseline(cfg: RunConfig, model_dir: str, threads: int) -> dict[str, floa
         learning_rate=s.learning_rate, num_train_epochs=1, max_grad_norm=s.max_grad_norm, warmup_steps=s.warmup_ratio, optim="adamw_torch",
         lr_scheduler_type="cosine", weight_decay=0.0, logging_steps=10**9, save_strategy="no", report_to=[],
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True, seed=cfg.seed)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
     trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=[Clock()])
     start = time.perf_counter()
     trainer.train()

@@ -53,3 +53,22 @@ def run_teduo(*args: str, timeout: float = 300, **kwargs: object) -> subprocess.
         env=env,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and all its descendants (a driver and the local Ray it started), then reap it."""
+    import signal
+
+    import psutil
+
+    tree = [proc.pid]
+    try:
+        tree += [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        pass
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=60)

@@ -136,18 +136,17 @@ def oracle_flip_rates(positives: dict[int, int], totals: dict[int, int], precisi
 
 
 def load_causal_lm(model_path: str, device: str | None = None) -> tuple[Any, Any, str]:
-    """(tokenizer, model, device) from a Hugging Face directory or hub id."""
+    """(tokenizer, model, device) from a Hugging Face directory, run-directory URI or hub id,
+    through the one loader (``sft.models.load_model``: pad-token fallback, remote download);
+    left padding for batched scoring."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from teduo_ray.sft.models import load_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer, model = load_model(model_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
-    return tokenizer, model, device
+    return tokenizer, model.to(device).eval(), device
 
 
 def yes_no_token_ids(tokenizer: Any) -> tuple[int, int]:

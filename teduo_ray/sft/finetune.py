@@ -9,6 +9,11 @@ to ``RUN/finetune/``:
 - ``history.json``: per-step training loss and per-validation metrics (for the report);
 - ``_manifest.json``: config hash and ``complete``; a finished finetune re-runs as a no-op.
 
+The run directory may be remote (``s3://``): Ray Train writes its checkpoints there through
+the run directory's pyarrow filesystem, the export is built in a local temporary folder and
+uploaded, and every loader downloads remote models to a local cache first
+(:func:`teduo_ray.sft.models.local_model_dir`).
+
 Resume: Ray Train restarts a failed worker group from the latest checkpoint
 (``sft.max_failures``); a killed driver re-run with the same config reuses the same storage
 path and run name, so Ray Train restores its checkpoint list and the workers continue from
@@ -30,7 +35,7 @@ from teduo_ray.config import RunConfig
 from teduo_ray.errors import DataError, TeduoError
 from teduo_ray.rundir import RunDir
 from teduo_ray.schemas import SFT_TABLE
-from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir
+from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir, is_remote, run_uri, upload_dir
 
 SFT = "sft"
 
@@ -96,19 +101,26 @@ def split_counts(run: RunDir, seed: int, val_fraction: float) -> tuple[int, int]
 def train_config(cfg: RunConfig, model_dir: str, n_train: int, fail_at_step: int = 0) -> dict[str, Any]:
     """The plain dict every worker's ``train_func`` reads."""
     s = cfg.sft
-    steps_per_epoch = max(1, math.ceil(n_train // s.num_workers / s.batch_size))
+    batches_per_epoch = max(1, math.ceil(n_train // s.num_workers / s.batch_size))
+    steps_per_epoch = math.ceil(batches_per_epoch / s.grad_accum)
     return {
         "model_dir": model_dir, "seed": cfg.seed, "lora_rank": s.lora_rank, "lora_alpha": s.lora_alpha,
         "lora_dropout": s.lora_dropout, "lora_targets": list(s.lora_targets), "learning_rate": s.learning_rate,
-        "epochs": s.epochs, "batch_size": s.batch_size, "max_grad_norm": s.max_grad_norm,
+        "epochs": s.epochs, "batch_size": s.batch_size, "grad_accum": s.grad_accum,
+        "gradient_checkpointing": s.gradient_checkpointing, "max_grad_norm": s.max_grad_norm,
         "warmup_ratio": s.warmup_ratio, "zero_stage": s.zero_stage, "bf16": s.bf16,
         "torch_threads": s.torch_threads, "eval_every_steps": s.eval_every_steps,
         "total_steps": steps_per_epoch * s.epochs, "submitted_at": time.time(), "fail_at_step": fail_at_step,
     }
 
 
-def make_trainer(cfg: RunConfig, datasets: dict[str, Any], loop_config: dict[str, Any], storage: str, name: str):  # type: ignore[no-untyped-def]
-    """The Ray Train ``TorchTrainer`` (gloo on CPU, NCCL on GPU) for a finetune run."""
+def make_trainer(cfg: RunConfig, datasets: dict[str, Any], loop_config: dict[str, Any], storage: str, name: str,
+                 storage_filesystem: Any = None):  # type: ignore[no-untyped-def]
+    """The Ray Train ``TorchTrainer`` (gloo on CPU, NCCL on GPU) for a finetune run.
+
+    ``storage`` is a local path, or a path without its scheme on ``storage_filesystem`` (a
+    pyarrow filesystem: the run directory's, so checkpoints reach S3 with its endpoint).
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -123,7 +135,7 @@ def make_trainer(cfg: RunConfig, datasets: dict[str, Any], loop_config: dict[str
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         datasets=datasets,
         run_config=TrainRunConfig(
-            name=name, storage_path=storage,
+            name=name, storage_path=storage, storage_filesystem=storage_filesystem,
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_loss",
                                                checkpoint_score_order="min"),
             failure_config=FailureConfig(max_failures=s.max_failures),
@@ -215,10 +227,8 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
     run.finished(SFT, "distill")
-    if type(run.fs).__name__ != "LocalFileSystem":
-        raise TeduoError(f"finetune needs a local or mounted run_dir for now; {run.uri} is remote")
     config_hash = finetune_hash(cfg)
-    out = run.path(FINETUNE, EXPORT)
+    out = run_uri(run, FINETUNE, EXPORT)
     if run.exists(FINETUNE, "_manifest.json"):
         manifest = run.read_json(FINETUNE, "_manifest.json")
         if manifest.get("config_hash") != config_hash:
@@ -237,7 +247,8 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
     datasets = tokenized_datasets(run.read(SFT_TABLE, list(REQUIRED_KEYS)), model_dir, cfg.seed, cfg.sft.val_fraction, cfg.sft.max_seq_len)
     counter = step_counter()
     loop_config = {**train_config(cfg, model_dir, n_train, fail_at_step), "progress": counter}
-    trainer = make_trainer(cfg, datasets, loop_config, run.path(FINETUNE, "ray"), f"finetune-{config_hash}")
+    trainer = make_trainer(cfg, datasets, loop_config, run.path(FINETUNE, "ray"), f"finetune-{config_hash}",
+                           run.fs if is_remote(run) else None)
     result = fit_with_progress(trainer, counter, loop_config["total_steps"], progress)
     if result.error is not None:
         raise result.error
@@ -248,7 +259,12 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
         with open(os.path.join(latest, "state.json")) as f:
             state = json.load(f)
     with best_ckpt.as_directory() as folder:
-        export(os.path.join(folder, "hf"), out, cfg.sft.lora_rank > 0, cfg.sft.lora_merge)
+        if not is_remote(run):
+            export(os.path.join(folder, "hf"), out, cfg.sft.lora_rank > 0, cfg.sft.lora_merge)
+        else:  # built locally, then uploaded; the manifest below marks it complete
+            with tempfile.TemporaryDirectory() as tmp:
+                export(os.path.join(folder, "hf"), os.path.join(tmp, EXPORT), cfg.sft.lora_rank > 0, cfg.sft.lora_merge)
+                upload_dir(os.path.join(tmp, EXPORT), run, FINETUNE, EXPORT)
     vals = [h for h in state["history"] if h["kind"] == "val"]
     last = vals[-1]
     summary = {

@@ -76,9 +76,9 @@ class TokenizeStage:
     """
 
     def __init__(self, model_dir: str, seed: int, val_fraction: float, max_seq_len: int) -> None:
-        from transformers import AutoTokenizer
+        from teduo_ray.sft.models import load_tokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer = load_tokenizer(model_dir)
         if self.tokenizer.chat_template is None:
             raise ValueError(f"the tokenizer at {model_dir} has no chat template")
         self.seed, self.val_fraction, self.max_seq_len = seed, val_fraction, max_seq_len
@@ -122,7 +122,7 @@ def tokenized_datasets(sft: Any, model_dir: str, seed: int, val_fraction: float,
             handed to Ray Data by the driver rather than read with ``read_parquet``, whose
             file-listing task takes a whole CPU: next to the trainer's workers on a 2-CPU node
             it never gets scheduled and training hangs without an error.
-        model_dir: tokenizer directory.
+        model_dir: tokenizer directory or run-directory URI.
         seed / val_fraction: the split (see the module docstring).
         max_seq_len: longer examples are dropped.
         num_cpus: CPUs of each tokenising task (tasks, not an actor pool: they release their

@@ -20,6 +20,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+PAD = "<|pad|>"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class TinyModelConfig:
         num_heads: attention heads.
         max_positions: longest sequence.
         seed: initialisation seed.
+        pad_token: give the tokenizer a ``<|pad|>`` token. False builds it like Llama-3's:
+            no pad token, eos (``<|end|>``) the only end token, so tests exercise the
+            pad-token fallback (:func:`teduo_ray.sft.models.load_tokenizer`) real models need.
 
     Weights start at std ``hidden_size ** -0.5`` (fan-in), not Hugging Face's 0.02, which is
     tuned for widths of 768 and more: at width 128 it leaves every attention logit near zero,
@@ -50,10 +54,12 @@ class TinyModelConfig:
     num_heads: int = 4
     max_positions: int = 2048
     seed: int = 0
+    pad_token: bool = True
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int):  # type: ignore[no-untyped-def]
-    """A byte-level BPE ``PreTrainedTokenizerFast`` with a chat template."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int, pad_token: bool = True):  # type: ignore[no-untyped-def]
+    """A byte-level BPE ``PreTrainedTokenizerFast`` with a chat template (and ``<|pad|>`` when
+    ``pad_token``; without it the tokenizer has no pad token, like Llama-3's)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -62,14 +68,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):  # type: ignore[no-u
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=[t for t in SPECIAL_TOKENS if pad_token or t != PAD],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token="<|pad|>",
+        pad_token=PAD if pad_token else None,
         eos_token="<|end|>",
         additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
     )
@@ -97,7 +103,7 @@ def build_tiny_model(out_dir: str | Path, texts: Iterable[str], cfg: TinyModelCo
 
     cfg = cfg or TinyModelConfig()
     out = Path(out_dir)
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size, cfg.pad_token)
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(
         LlamaConfig(

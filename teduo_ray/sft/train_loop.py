@@ -1,11 +1,18 @@
 """The per-worker training loop of `teduo finetune` (runs inside Ray Train workers).
 
 ``train_func(config)`` takes everything from its config dict (no globals): it loads the base
-model (+ LoRA), wraps it in DeepSpeed ZeRO-``zero_stage`` (or DDP through
-``ray.train.torch.prepare_model`` when 0), streams its Ray Data shard, and at every
+model (+ LoRA, + gradient checkpointing), wraps it in DeepSpeed ZeRO-``zero_stage`` (or DDP
+through ``ray.train.torch.prepare_model`` when 0), streams its Ray Data shard, and at every
 validation point (each epoch, optionally every N steps) computes the validation loss and
 first-action accuracy, then saves a checkpoint and calls ``ray.train.report`` on every rank
-(a barrier). A checkpoint holds:
+(a barrier).
+
+One optimizer step is ``grad_accum`` micro-batches (the last group of an epoch may be
+shorter): each group's gradient is the mean of its micro-batches' mean losses, so with equal
+token counts per batch, batch B x 2 micro-batches steps exactly like one batch of 2B. Every
+tensor handed to a collective (``all_reduce``) lives on the worker's device
+(``ray.train.torch.get_device()``): NCCL rejects CPU tensors, gloo accepts both, so a CPU
+tensor there only fails on a GPU cluster, after a whole epoch. A checkpoint holds:
 
 - ``ds/``: the DeepSpeed checkpoint, one optimizer shard per rank (``ddp.pt`` when ZeRO is
   off): what a restarted run resumes from (weights, optimizer, scheduler);
@@ -21,6 +28,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from functools import partial
 from typing import Any
@@ -37,13 +45,16 @@ def lr_lambda(step: int, warmup: int, total: int) -> float:
 
 
 def build_model(config: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """Tokenizer + model (+ LoRA adapters: only they train)."""
+    """Tokenizer + model (the shared loader) + gradient checkpointing + LoRA (only it trains)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config["model_dir"])
-    dtype = torch.bfloat16 if config["bf16"] else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(config["model_dir"], dtype=dtype)
+    from teduo_ray.sft.models import load_model
+
+    tokenizer, model = load_model(config["model_dir"], dtype=torch.bfloat16 if config["bf16"] else torch.float32)
+    if config["gradient_checkpointing"]:
+        # non-reentrant: gradients reach LoRA adapters even though the frozen inputs need none
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False  # a KV cache is useless in training and conflicts with recomputation
     if config["lora_rank"] > 0:
         from peft import LoraConfig, get_peft_model
 
@@ -57,7 +68,7 @@ def ds_config(config: dict[str, Any]) -> dict[str, Any]:
     """DeepSpeed config: ZeRO stage, micro batch, clipping, bf16 (the optimizer is ours)."""
     return {
         "train_micro_batch_size_per_gpu": config["batch_size"],
-        "gradient_accumulation_steps": 1,
+        "gradient_accumulation_steps": config["grad_accum"],
         "gradient_clipping": config["max_grad_norm"],
         "zero_optimization": {"stage": config["zero_stage"]},
         "bf16": {"enabled": bool(config["bf16"])},
@@ -104,25 +115,36 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def step(self, batch: dict[str, Any]) -> float:
-        """One optimizer step on a padded batch; returns the loss."""
+    def step(self, group: list[dict[str, Any]]) -> float:
+        """One optimizer step on a group of padded micro-batches; returns their mean loss."""
         import torch
 
         self.model.train()
-        with self._autocast():
-            out = self.model(input_ids=batch["input_ids"].to(self.device),
-                             attention_mask=batch["attention_mask"].to(self.device),
-                             labels=batch["labels"].to(self.device))
-        if self.zero > 0:
-            self.engine.backward(out.loss)
-            self.engine.step()
-        else:
-            out.loss.backward()
+        n, losses = len(group), []
+        for j, batch in enumerate(group):
+            last = j == n - 1
+            sync = nullcontext()
+            if self.zero > 0:  # DeepSpeed reduces and steps only on the boundary we set
+                self.engine.set_gradient_accumulation_boundary(last)
+            elif not last and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+                sync = self.model.no_sync()  # no gradient all-reduce until the group's last batch
+            with sync:
+                with self._autocast():
+                    out = self.model(input_ids=batch["input_ids"].to(self.device),
+                                     attention_mask=batch["attention_mask"].to(self.device),
+                                     labels=batch["labels"].to(self.device))
+                if self.zero > 0:  # DeepSpeed divides by grad_accum; a short last group by n
+                    self.engine.backward(out.loss * (self.config["grad_accum"] / n))
+                    self.engine.step()
+                else:
+                    (out.loss / n).backward()
+            losses.append(float(out.loss.detach()))
+        if self.zero == 0:
             torch.nn.utils.clip_grad_norm_(self.unwrapped.parameters(), self.config["max_grad_norm"])
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return float(out.loss.detach())
+        return sum(losses) / n
 
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
@@ -136,16 +158,17 @@ class Trainer:
         from teduo_ray.sft.format import collate
 
         self.model.eval()
-        sums = torch.zeros(4, dtype=torch.float64)  # loss sum, answer tokens, first-action hits, examples
+        # on the worker's device: it goes to all_reduce (loss sum, answer tokens, first-action hits, examples)
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)
         with torch.no_grad():
             for batch in shard.iter_torch_batches(batch_size=self.config["batch_size"],
                                                   collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id)):
                 with self._autocast():
                     logits = self.model(input_ids=batch["input_ids"].to(self.device),
                                         attention_mask=batch["attention_mask"].to(self.device)).logits
-                logits = logits[:, :-1].float().cpu()
-                target = batch["labels"][:, 1:]
-                first = batch["first_mask"][:, 1:]
+                logits = logits[:, :-1].float()
+                target = batch["labels"][:, 1:].to(self.device)
+                first = batch["first_mask"][:, 1:].to(self.device)
                 sums[0] += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                            ignore_index=IGNORE, reduction="sum").double()
                 sums[1] += (target != IGNORE).sum()
@@ -154,8 +177,9 @@ class Trainer:
                 sums[3] += len(hit)
         if dist.is_initialized():
             dist.all_reduce(sums)
-        return {"val_loss": float(sums[0] / max(sums[1], 1)), "val_first_action_acc": float(sums[2] / max(sums[3], 1)),
-                "val_examples": int(sums[3])}
+        loss, tokens, hits, examples = sums.tolist()
+        return {"val_loss": loss / max(tokens, 1.0), "val_first_action_acc": hits / max(examples, 1.0),
+                "val_examples": int(examples)}
 
     def save(self, folder: str) -> None:
         """This rank's part of a checkpoint (see the module docstring)."""
@@ -189,6 +213,23 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
 
 
+def accumulation_groups(batches: Iterable[Any], size: int, skip: int = 0) -> Iterator[tuple[int, list[Any]]]:
+    """``(batches consumed so far, group)`` for groups of ``size`` batches after the first
+    ``skip`` (a resumed epoch); the last group holds what is left."""
+    group: list[Any] = []
+    consumed = 0
+    for i, batch in enumerate(batches):
+        if i < skip:
+            continue
+        group.append(batch)
+        consumed = i + 1
+        if len(group) == size:
+            yield consumed, group
+            group = []
+    if group:
+        yield consumed, group
+
+
 def train_func(config: dict[str, Any]) -> None:
     """Ray Train worker entry point: fine-tune, validate, checkpoint, report (every rank)."""
     started = time.time()
@@ -216,16 +257,16 @@ def train_func(config: dict[str, Any]) -> None:
     val_shard = ray.train.get_dataset_shard("val")
     pad = trainer.tokenizer.pad_token_id
     every = config["eval_every_steps"]
-    tokens = torch.zeros(2, dtype=torch.float64)  # non-pad tokens, seconds of timed steps
+    tokens = [0.0, 0.0]  # non-pad tokens, seconds of timed steps (this rank)
 
     def checkpoint_and_report(epoch_done: bool) -> None:
         metrics = trainer.validate(val_shard)
-        local = tokens.clone()
+        total = torch.tensor(tokens, dtype=torch.float64, device=trainer.device)  # for all_reduce: the worker's device
         if dist.is_initialized():
-            dist.all_reduce(local)
-        seconds = float(tokens[1])  # this rank's own step time
+            dist.all_reduce(total)
+        seconds = tokens[1]  # this rank's own step time
         metrics.update(epoch=state["epoch"], step=state["step"], lr=trainer.lr(), startup_s=startup_s,
-                       tokens_per_s=float(local[0]) / seconds if seconds > 0 else 0.0,
+                       tokens_per_s=float(total[0]) / seconds if seconds > 0 else 0.0,
                        worker_seconds=time.time() - started)
         state["history"].append({"kind": "val", **metrics})
         if epoch_done:
@@ -243,20 +284,18 @@ def train_func(config: dict[str, Any]) -> None:
     while state["epoch"] < config["epochs"]:
         skip = state["step_in_epoch"]
         batches = train_shard.iter_torch_batches(batch_size=config["batch_size"], collate_fn=partial(collate, pad_id=pad))
-        for i, batch in enumerate(batches):
-            if i < skip:
-                continue
+        for consumed, group in accumulation_groups(batches, config["grad_accum"], skip):
             t0 = time.perf_counter()
-            loss = trainer.step(batch)
+            loss = trainer.step(group)
             now = time.perf_counter()
             dt = now - t0
-            n_tok = int(batch["attention_mask"].sum())
+            n_tok = sum(int(b["attention_mask"].sum()) for b in group)
             if last_end is not None:  # wall time since the previous step ended: data wait + step
                 tokens[0] += n_tok
                 tokens[1] += now - last_end
             last_end = now
             state["step"] += 1
-            state["step_in_epoch"] = i + 1
+            state["step_in_epoch"] = consumed
             if trainer.rank == 0 and config.get("progress") is not None:
                 config["progress"].set.remote(state["step"])  # the driver's progress bar
             state["history"].append({"kind": "train", "step": state["step"], "epoch": state["epoch"], "loss": loss,

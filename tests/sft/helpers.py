@@ -38,3 +38,44 @@ def sft_config(run_dir: Path, *overrides: str) -> RunConfig:
     """The tiny job with a very small model, a short schedule and this process's Ray."""
     return small_config(run_dir, *TINY, "sft.batch_size=16", "sft.epochs=2", "sft.learning_rate=3.0e-3",
                         "sft.warmup_ratio=0.1", *overrides)
+
+
+def build_small_model(out_dir: Path | str, pad_token: bool) -> str:
+    """A very small tiny model; ``pad_token=False`` builds its tokenizer like Llama-3's: no pad
+    token, eos the only end token."""
+    from teduo_ray.sft import prompt
+    from teduo_ray.sft.tiny_model import TinyModelConfig, build_tiny_model
+
+    texts = [prompt.SYSTEM_PROMPT, prompt.USER_TEMPLATE, prompt.ACTION_LIST] * 20
+    texts += [prompt.answer([a, b]) for a in range(7) for b in range(7)]
+    texts += [f"you face east. goal object {k} steps left. obstacle {k} steps forward." for k in range(10)]
+    cfg = TinyModelConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                          pad_token=pad_token)
+    return str(build_tiny_model(out_dir, texts, cfg))
+
+
+def equal_answer_batch(tokenizer, n: int, start: int = 0) -> dict:  # type: ignore[no-untyped-def]
+    """A collated batch of ``n`` examples, prompts of different lengths, answers of equal length
+    (so a batch's token-mean loss is the mean of any equal split's losses)."""
+    import numpy as np
+
+    from teduo_ray.sft.format import collate, encode
+
+    rows = [encode(tokenizer, f"goal object {1 + i % 4} steps left." + " obstacle ahead." * (i % 3),
+                   "go to the red ball", [i % 3, 2, 2]) for i in range(start, start + n)]
+    batch = {"input_ids": np.array([np.asarray(r["input_ids"]) for r in rows] + [None], dtype=object)[:-1],
+             "labels": np.array([np.asarray(r["labels"]) for r in rows] + [None], dtype=object)[:-1],
+             "prompt_len": np.array([r["prompt_len"] for r in rows]),
+             "first_len": np.array([r["first_len"] for r in rows])}
+    return collate(batch, tokenizer.pad_token_id)
+
+
+def loop_config(model_dir: str, **overrides: object) -> dict:
+    """A ``train_func`` config for a tiny full fine-tune (the keys finetune.train_config writes)."""
+    import time
+
+    return {"model_dir": model_dir, "seed": 0, "lora_rank": 0, "lora_alpha": 8, "lora_dropout": 0.0,
+            "lora_targets": [], "learning_rate": 3e-3, "epochs": 1, "batch_size": 8, "grad_accum": 1,
+            "gradient_checkpointing": False, "max_grad_norm": 1.0, "warmup_ratio": 0.0, "zero_stage": 0,
+            "bf16": False, "torch_threads": 1, "eval_every_steps": 0, "total_steps": 100,
+            "submitted_at": time.time(), "fail_at_step": 0, **overrides}

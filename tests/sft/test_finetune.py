@@ -87,8 +87,9 @@ def test_gpu_wiring_builds_a_nccl_bf16_trainer_without_a_gpu(ray_local_2cpu, tmp
     assert trainer.backend_config.backend == "nccl"
     assert trainer.run_config.checkpoint_config.checkpoint_score_attribute == "val_loss"
     assert trainer.scaling_config.resources_per_worker == {"CPU": 0.5}
-    ds = ds_config({"batch_size": 10, "max_grad_norm": 0.3, "zero_stage": 3, "bf16": True})
+    ds = ds_config({"batch_size": 10, "grad_accum": 4, "max_grad_norm": 0.3, "zero_stage": 3, "bf16": True})
     assert ds["bf16"]["enabled"] and ds["zero_optimization"]["stage"] == 3 and ds["gradient_clipping"] == 0.3
+    assert ds["gradient_accumulation_steps"] == 4 and ds["train_micro_batch_size_per_gpu"] == 10
 
 
 @pytest.mark.gpu
@@ -104,14 +105,11 @@ def test_bf16_zero2_fit_on_gpu(ray_local_2cpu, tmp_path) -> None:
 def test_killed_driver_rerun_continues_from_the_latest_checkpoint(ray_local_2cpu, tmp_path) -> None:
     """kill -9 the whole `finetune` process tree (driver + its local Ray) after the first
     checkpoint; the same config re-run restores Ray Train's run and does not start over."""
-    import signal
     import subprocess
     import sys
     import time
 
-    import psutil
-
-    from tests.conftest import REPO
+    from tests.conftest import REPO, kill_tree
 
     write_sft(tmp_path)
     overrides = ("sft.zero_stage=2", "sft.num_workers=2", "sft.eval_every_steps=4", "sft.epochs=8")
@@ -122,16 +120,12 @@ def test_killed_driver_rerun_continues_from_the_latest_checkpoint(ray_local_2cpu
     # a checkpoint counts once Ray Train has registered it in the run's snapshot
     pattern = str(tmp_path / "finetune" / "ray" / "*" / "checkpoint_manager_snapshot.json")
     deadline = time.time() + 300
-    while not glob.glob(pattern) and driver.poll() is None and time.time() < deadline:
-        time.sleep(0.5)
-    assert glob.glob(pattern) and driver.poll() is None, "the driver wrote no checkpoint (or ended) before the kill"
-    tree = [driver.pid] + [c.pid for c in psutil.Process(driver.pid).children(recursive=True)]
-    for pid in tree:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    driver.wait(timeout=60)
+    try:
+        while not glob.glob(pattern) and driver.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert glob.glob(pattern) and driver.poll() is None, "the driver wrote no checkpoint (or ended) before the kill"
+    finally:
+        kill_tree(driver)
     assert not os.path.exists(tmp_path / "finetune" / "model")  # killed before the export
 
     result = finetune(sft_config(tmp_path, *overrides), progress=False)

@@ -115,8 +115,8 @@ def test_lora_trains_only_adapter_parameters(tiny: str) -> None:
     from teduo_ray.sft.train_loop import build_model
 
     _, model = build_model({"model_dir": tiny, "bf16": False, "lora_rank": 4, "lora_alpha": 8, "lora_dropout": 0.0,
-                            "lora_targets": ["q_proj", "v_proj"]})
+                            "lora_targets": ["q_proj", "v_proj"], "gradient_checkpointing": False})
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
-    _, full = build_model({"model_dir": tiny, "bf16": False, "lora_rank": 0})
+    _, full = build_model({"model_dir": tiny, "bf16": False, "lora_rank": 0, "gradient_checkpointing": False})
     assert all(p.requires_grad for p in full.parameters())

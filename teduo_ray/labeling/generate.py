@@ -13,6 +13,8 @@ from typing import Any
 from teduo_ray.config import RunConfig
 from teduo_ray.rundir import RunDir
 
+ABSTRACTION_MAX_TOKENS = 256
+
 
 def generate(cfg: RunConfig, run: RunDir, prompts: list[tuple[int, list[dict[str, str]]]]) -> dict[int, str]:
     """Greedy answers of the labeling LLM to a few prompts (the abstraction calls), via Ray Data.
@@ -44,34 +46,23 @@ def generate(cfg: RunConfig, run: RunDir, prompts: list[tuple[int, list[dict[str
             batch_size=lab.batch_size,
         )
         return {int(r["goal_id"]): str(r["answer"]) for r in ds.take_all()}
-    from ray.data.llm import HttpRequestProcessorConfig, build_processor, vLLMEngineProcessorConfig
+    return {int(r["goal_id"]): str(r["answer"]) for r in abstraction_processor(cfg)(ds).take_all()}
 
-    def pre(row: dict[str, Any]) -> dict[str, Any]:
-        messages = json.loads(row["messages_json"])
-        if lab.backend == "http":
-            return {"payload": {"model": lab.model, "messages": messages, "temperature": 0.0, "max_tokens": 256}}
-        return {"messages": messages, "sampling_params": {"temperature": 0.0, "max_tokens": 256}}
+
+def abstraction_processor(cfg: RunConfig) -> Any:
+    """The vLLM / HTTP processor of the abstraction calls: llm/processors.py's builder, as
+    the judge's (same tensor parallelism, context length and chat template)."""
+    from teduo_ray.llm import processors
+
+    lab = cfg.labeling
 
     def post(row: dict[str, Any]) -> dict[str, Any]:
-        text = row.get("generated_text")
-        if text is None:
-            choices = (row.get("http_response") or {}).get("choices") or [{}]
-            text = (choices[0].get("message") or {}).get("content", "")
-        return {"goal_id": row["goal_id"], "answer": text}
+        return {"goal_id": row["goal_id"], "answer": processors.answer_text(row)}
 
-    config: Any
-    if lab.backend == "vllm":
-        config = vLLMEngineProcessorConfig(model_source=lab.model, concurrency=lab.num_actors, batch_size=lab.batch_size)
-    else:
-        config = HttpRequestProcessorConfig(url=lab.http_url, batch_size=lab.batch_size, max_retries=3,
-                                            headers=http_headers(cfg))
-    processor = build_processor(config, preprocess=pre, postprocess=post)
-    return {int(r["goal_id"]): str(r["answer"]) for r in processor(ds).take_all()}
-
-
-def http_headers(cfg: RunConfig) -> dict[str, str] | None:
-    key = os.environ.get(cfg.labeling.http_api_key_env)
-    return {"Authorization": f"Bearer {key}"} if key else None
+    return processors.build(
+        lab.backend, lab.model, lab.batch_size, lab.num_actors, lambda row: json.loads(row["messages_json"]),
+        ABSTRACTION_MAX_TOKENS, post, tensor_parallel=lab.tensor_parallel, url=lab.http_url,
+        api_key=os.environ.get(lab.http_api_key_env))
 
 
 def resolve_model(cfg: RunConfig, run: RunDir) -> str:

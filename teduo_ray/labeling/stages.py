@@ -31,6 +31,7 @@ JUDGE_SYSTEM = (
     "goal, answer Yes if the goal is achieved in this state and No otherwise."
 )
 JUDGE_USER = "STATE: {state}\nGOAL: {goal}\nIs the goal achieved in this state? Answer Yes or No."
+JUDGE_MAX_TOKENS = 2
 
 
 def judge_messages(goal_text: str, state_text: str) -> list[dict[str, str]]:
@@ -231,18 +232,15 @@ class HFGenerateStage(Stage):
 
 
 def _judge_preprocess(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "messages": judge_messages(row["goal_text"], row["state_text"]),
-        "sampling_params": {"temperature": 0.0, "max_tokens": 2},
-    }
+    from teduo_ray.llm.processors import request
+
+    return request("vllm", "", judge_messages(row["goal_text"], row["state_text"]), JUDGE_MAX_TOKENS)
 
 
 def _judge_postprocess(row: dict[str, Any]) -> dict[str, Any]:
-    text = row.get("generated_text")
-    if text is None:  # OpenAI-compatible HTTP response
-        choices = (row.get("http_response") or {}).get("choices") or [{}]
-        text = (choices[0].get("message") or {}).get("content", "")
-    yes = answer_is_yes(text)
+    from teduo_ray.llm.processors import answer_text
+
+    yes = answer_is_yes(answer_text(row))
     return {
         "goal_id": row["goal_id"],
         "state_id": row["state_id"],
@@ -252,46 +250,26 @@ def _judge_postprocess(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_vllm_judge(model: str, batch_size: int, concurrency: int, max_model_len: int = 8192,
+def _judge_row_messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    return judge_messages(row["goal_text"], row["state_text"])
+
+
+def build_vllm_judge(model: str, batch_size: int, concurrency: int, max_model_len: int | None = None,
                      tensor_parallel: int = 1) -> Any:
-    """A ``ray.data.llm`` vLLM processor that judges rows with goal_text/state_text.
+    """A ``ray.data.llm`` vLLM processor that judges rows with goal_text/state_text (built by
+    llm/processors.py, as the abstraction calls are). Needs vLLM and GPUs to run; building it
+    (and inspecting its stages) works on CPU."""
+    from teduo_ray.llm import processors
 
-    Needs vLLM and GPUs to run; building it (and inspecting its stages) works on CPU.
-    """
-    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
-
-    config = vLLMEngineProcessorConfig(
-        model_source=model,
-        engine_kwargs={"max_model_len": max_model_len, "enable_prefix_caching": True,
-                       "tensor_parallel_size": tensor_parallel},
-        concurrency=concurrency,
-        batch_size=batch_size,
-    )
-    return build_processor(config, preprocess=_judge_preprocess, postprocess=_judge_postprocess)
+    return processors.build("vllm", model, batch_size, concurrency, _judge_row_messages, JUDGE_MAX_TOKENS,
+                            _judge_postprocess, tensor_parallel=tensor_parallel,
+                            max_model_len=max_model_len or processors.MAX_MODEL_LEN)
 
 
 def build_http_judge(url: str, model: str, batch_size: int, concurrency: int, qps: int | None,
                      api_key: str | None = None) -> Any:
     """A ``ray.data.llm`` processor that judges rows through an OpenAI-compatible endpoint."""
-    from ray.data.llm import HttpRequestProcessorConfig, build_processor
+    from teduo_ray.llm import processors
 
-    config = HttpRequestProcessorConfig(
-        url=url,
-        headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
-        qps=qps,
-        batch_size=batch_size,
-        concurrency=concurrency,
-        max_retries=3,
-    )
-
-    def preprocess(row: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "payload": {
-                "model": model,
-                "messages": judge_messages(row["goal_text"], row["state_text"]),
-                "temperature": 0.0,
-                "max_tokens": 2,
-            }
-        }
-
-    return build_processor(config, preprocess=preprocess, postprocess=_judge_postprocess)
+    return processors.build("http", model, batch_size, concurrency, _judge_row_messages, JUDGE_MAX_TOKENS,
+                            _judge_postprocess, url=url, api_key=api_key, qps=qps)

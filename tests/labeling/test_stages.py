@@ -408,3 +408,34 @@ def test_answer_is_yes() -> None:
     assert answer_is_yes("Yes") and answer_is_yes(" yes.") and answer_is_yes("YES!")
     assert not answer_is_yes("No") and not answer_is_yes("")
     assert not answer_is_yes(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("ray_local_2cpu")
+@pytest.mark.timeout(300)
+def test_abstraction_and_judge_processors_come_from_one_builder(tiny_model: Path, tmp_path: Path) -> None:
+    """A 70B labeler spans labeling.tensor_parallel GPUs for the per-goal abstraction call as
+    for the judge (the abstraction's processor used to be built on its own, on one GPU)."""
+    from teduo_ray.labeling.generate import abstraction_processor
+    from teduo_ray.labeling.judge import build_judge_pipeline
+    from teduo_ray.rundir import RunDir
+    from tests.conftest import small_config
+
+    import ray
+
+    cfg = small_config(tmp_path, "labeling.backend=vllm", f"labeling.model={tiny_model}",
+                       "labeling.tensor_parallel=4", "labeling.num_actors=2")
+    abstraction = abstraction_processor(cfg)
+    judge = build_vllm_judge(cfg.labeling.model, cfg.labeling.batch_size, cfg.labeling.num_actors,
+                             tensor_parallel=cfg.labeling.tensor_parallel)
+    for processor in (abstraction, judge):
+        assert processor.list_stage_names() == ["ChatTemplateStage", "TokenizeStage", "vLLMEngineStage",
+                                                "DetokenizeStage"]
+        engine = processor.get_stage_by_name("vLLMEngineStage").fn_constructor_kwargs
+        assert engine["engine_kwargs"]["tensor_parallel_size"] == 4
+        assert engine["engine_kwargs"]["max_model_len"] == 8192
+        assert engine["model"] == str(tiny_model)
+    # the stage's own wiring goes through the same builder
+    ds = ray.data.from_items([{"prompt_state": b"", "goal_text": "g"}])
+    wired = build_judge_pipeline(cfg, RunDir(str(tmp_path)), ds, [], None)  # type: ignore[arg-type]
+    assert wired is not None
+    assert "vllm" not in sys.modules

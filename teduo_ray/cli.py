@@ -17,7 +17,7 @@ import sys
 from teduo_ray.errors import TeduoError
 from teduo_ray.pipeline import STAGES
 
-BENCHMARKS = ("collect", "label", "learn", "finetune", "evaluate")
+BENCHMARKS = ("collect", "label", "learn", "finetune", "evaluate", "seeds", "noise")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:

@@ -93,6 +93,17 @@ def study(root: Path, levels: tuple[float, ...], quick: bool, overrides: tuple[s
     return results
 
 
+def to_json(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The study's columns, one list entry per run (a run = one noise level and one arm)."""
+    columns = (("success_unseen", "success"), ("success_unseen_se", "success_se"),
+               ("final_precision", "final_precision"), ("final_recall", "final_recall"),
+               ("llm_precision", "llm_precision"), ("llm_recall", "llm_recall"),
+               ("success_by_cell", "cells"), ("stage_seconds", "seconds"))
+    return {"noise_levels": [{"oracle_precision": r["labeler"], "oracle_recall": r["labeler"],
+                              "precision_target": r["precision_target"], "arm": r["arm"]} for r in rows],
+            **{key: [r[field] for r in rows] for key, field in columns}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.noise", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="levels 1.0 and 0.6 on the shrunk tiny job")
@@ -119,16 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['labeler']:>11.2f} {r['arm']:<12} {100 * r['success']:>9.1f} +- {100 * r['success_se']:4.1f} "
               f"{r['llm_precision']:>5.3f}/{r['llm_recall']:.3f} {r['final_precision']:>5.3f}/{r['final_recall']:.3f}")
-    result = {
-        "noise_levels": [{"oracle_precision": r["labeler"], "oracle_recall": r["labeler"],
-                          "precision_target": r["precision_target"], "arm": r["arm"]} for r in rows],
-        **{key: [r[field] for r in rows] for key, field in (
-            ("success_unseen", "success"), ("success_unseen_se", "success_se"), ("final_precision", "final_precision"),
-            ("final_recall", "final_recall"), ("llm_precision", "llm_precision"), ("llm_recall", "llm_recall"),
-            ("success_by_cell", "cells"), ("stage_seconds", "seconds"))},
-        "quick": args.quick, "overrides": list(args.overrides), "png": str(png),
-        "load_before": before, "load_after": load_average(), "device": "cpu",
-    }
+    result = {**to_json(rows), "quick": args.quick, "overrides": list(args.overrides), "png": str(png),
+              "load_before": before, "load_after": load_average(), "device": "cpu"}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     ends = {arm: [100 * r["success"] for r in rows if r["arm"] == arm] for arm in ARMS}

@@ -16,8 +16,10 @@ finetune -> evaluate (only the fine-tuned agent is evaluated). Two arms:
   (noisy) labels, the job's default (``labeling.precision_target=0.95``);
 - ``no target``: ``labeling.precision_target=0``, the model's plain 0.5 cut.
 
-In both arms the labeler's own (noisy) labels are kept for the states it labeled; the arms
-differ only in what the reward model labels. Per run: success on unseen layouts x unseen
+In both arms the labeler's own (noisy) labels are kept for the states it labeled (the label
+stage does that); the arms differ only in what the reward model labels, so the labeler must
+judge a small share of the states for the threshold to matter: ``--quick`` sets
+``labeling.llm_states_per_goal=50`` (~4% of its states, the full tiny job's share). Per run: success on unseen layouts x unseen
 goals (+- s.e.), and precision / recall against the ground truth of the labeler's labels and
 of the final labels (``RUN/rewards/accuracy.json``). Levels: ``--quick`` 1.0 and 0.6
 (4 runs, ~3 minutes each on 2 cores); default 1.0, 0.9, 0.8, 0.7, 0.6 (10 runs of the full
@@ -45,6 +47,10 @@ from typing import Any
 
 from benchmarks.tiny_runs import UNSEEN, job_config, load_average, run_stages, start_ray, success_by_cell
 
+# The shrunk job has ~1,300 distinct states, so 200 labeler states per goal would cover nearly
+# all of them and leave the reward model nothing to label: 50 keeps the full tiny job's share
+# (200 of 5,076 states, ~4%), so the threshold under study decides most labels.
+QUICK_EXTRA = ("labeling.llm_states_per_goal=50",)
 QUICK_LEVELS = (1.0, 0.6)
 FULL_LEVELS = (1.0, 0.9, 0.8, 0.7, 0.6)
 ARMS = {"target 0.95": 0.95, "no target": 0.0}
@@ -69,7 +75,7 @@ def _labels(run_dir: Path) -> dict[str, float]:
 
 def study(root: Path, levels: tuple[float, ...], quick: bool, overrides: tuple[str, ...]) -> list[dict[str, Any]]:
     """Collect once, then one run per (level, arm); one result dict per run, in order."""
-    fixed = ("eval.methods=[finetuned]", "rl.baselines=[]", *overrides)
+    fixed = ("eval.methods=[finetuned]", "rl.baselines=[]", *(QUICK_EXTRA if quick else ()), *overrides)
     source = root / "collected"
     print("collect (once):", flush=True)
     run_stages(job_config(source, quick, *fixed), ("collect",))

@@ -21,7 +21,8 @@ not what the full job reaches. The full default is ~10 minutes per seed on 2 cor
 Output: a table per cell, then the last line
 ``finetuned unseen layouts+goals = M +- SD % over N seeds (bc M +- SD %)``. ``--json OUT``
 writes seeds, cells, per_seed (seed -> method -> cell -> success and s.e.), summary
-(method -> cell -> mean, sd, n, values), stage_seconds (seed -> stage -> s), quick,
+(method -> cell -> mean, sd, n, values), empty_cells (seed -> cell -> why it has no episodes:
+with 2 test layouts, some seeds' test goals fit none of them), stage_seconds (seed -> stage -> s), quick,
 overrides and load averages.
 """
 
@@ -35,7 +36,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.tiny_runs import UNSEEN, job_config, load_average, mean_sd, run_stages, start_ray, success_by_cell
+from benchmarks.tiny_runs import (UNSEEN, empty_cells, job_config, load_average, mean_sd, run_stages, start_ray,
+                                  success_by_cell)
 
 METHODS = ("random", "qtable", "bc", "finetuned")
 STAGES = ("collect", "label", "learn", "baselines", "distill", "finetune", "evaluate")
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     start_ray()
     per_seed: dict[int, Any] = {}
     seconds: dict[int, Any] = {}
+    empty: dict[int, dict[str, str]] = {}
     before = load_average()
     try:
         for seed in range(args.seeds):
@@ -82,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: {cfg.run_dir}", flush=True)
             seconds[seed] = run_stages(cfg, STAGES)
             per_seed[seed] = success_by_cell(Path(cfg.run_dir))
+            empty[seed] = empty_cells(Path(cfg.run_dir))
+            for cell, reason in empty[seed].items():
+                print(f"  seed {seed}: cell {cell} not evaluated: {reason}", flush=True)
     finally:
         if not args.out:
             shutil.rmtree(root, ignore_errors=True)
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load {before} -> {load_average()})")
     print(_table(summary))
     result = {"seeds": list(range(args.seeds)), "cells": list(CELLS), "per_seed": per_seed, "summary": summary,
+              "empty_cells": empty,
               "stage_seconds": seconds, "quick": args.quick, "overrides": list(fixed),
               "load_before": before, "load_after": load_average(), "device": "cpu"}
     if args.json:

@@ -59,6 +59,13 @@ def run_stages(cfg: RunConfig, stages: tuple[str, ...]) -> dict[str, float]:
     return seconds
 
 
+def empty_cells(run_dir: Path) -> dict[str, str]:
+    """Cells the run could not evaluate, with the reason (e.g. no test goal fits a test layout)."""
+    import json
+
+    return json.loads((run_dir / "eval" / "summary.json").read_text()).get("empty_cells", {})
+
+
 def success_by_cell(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
     """method -> cell -> {"success", "se"} from the run's evaluation summary."""
     import json

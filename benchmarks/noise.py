@@ -26,6 +26,9 @@ of the final labels (``RUN/rewards/accuracy.json``). Levels: ``--quick`` 1.0 and
 tiny job, ~8 minutes each). The expectation under test (issue 15): the precision target keeps
 success near the clean result while the plain cut does not.
 
+``--levels`` picks the levels; ``--labels-only`` stops every run after `label` (label
+quality only, no success; minutes for the full tiny job's data instead of an hour).
+
 Output: one line per run, the PNG (``--png``, default noise.png next to ``--json`` or in the
 current directory; two panels as in the report: success vs labeler precision, final label
 precision/recall), and the last line ``success unseen: target 0.95 a -> b %, no target c -> d %
@@ -73,8 +76,10 @@ def _labels(run_dir: Path) -> dict[str, float]:
             "llm_precision": acc["llm"]["all"]["precision"], "llm_recall": acc["llm"]["all"]["recall"]}
 
 
-def study(root: Path, levels: tuple[float, ...], quick: bool, overrides: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Collect once, then one run per (level, arm); one result dict per run, in order."""
+def study(root: Path, levels: tuple[float, ...], quick: bool, overrides: tuple[str, ...],
+          labels_only: bool = False) -> list[dict[str, Any]]:
+    """Collect once, then one run per (level, arm); one result dict per run, in order.
+    ``labels_only`` stops each run after `label` (label quality only, success None)."""
     fixed = ("eval.methods=[finetuned]", "rl.baselines=[]", *(QUICK_EXTRA if quick else ()), *overrides)
     source = root / "collected"
     print("collect (once):", flush=True)
@@ -87,16 +92,21 @@ def study(root: Path, levels: tuple[float, ...], quick: bool, overrides: tuple[s
             cfg = job_config(run_dir, quick, *fixed, f"labeling.oracle_precision={level}",
                              f"labeling.oracle_recall={level}", f"labeling.precision_target={target}")
             print(f"labeler precision = recall = {level}, {arm}: {run_dir}", flush=True)
-            seconds = run_stages(cfg, STAGES)
-            cells = success_by_cell(run_dir)["finetuned"]
-            row = {"labeler": level, "arm": arm, "precision_target": target,
-                   "success": cells[UNSEEN]["success"], "success_se": cells[UNSEEN]["se"],
-                   **_labels(run_dir), "cells": {c: v["success"] for c, v in cells.items()}, "seconds": seconds}
-            print(f"  -> success unseen {100 * row['success']:.1f} +- {100 * row['success_se']:.1f} %; labeler "
-                  f"P/R {row['llm_precision']:.3f}/{row['llm_recall']:.3f}; final labels "
-                  f"P/R {row['final_precision']:.3f}/{row['final_recall']:.3f}", flush=True)
+            seconds = run_stages(cfg, STAGES[:1] if labels_only else STAGES)
+            cells = {} if labels_only else success_by_cell(run_dir)["finetuned"]
+            unseen = cells.get(UNSEEN, {})
+            row = {"labeler": level, "arm": arm, "precision_target": target, "success": unseen.get("success"),
+                   "success_se": unseen.get("se"), **_labels(run_dir),
+                   "cells": {c: v["success"] for c, v in cells.items()}, "seconds": seconds}
+            print(f"  -> {_line(row)}", flush=True)
             results.append(row)
     return results
+
+
+def _line(r: dict[str, Any]) -> str:
+    success = "-" if r["success"] is None else f"{100 * r['success']:.1f} +- {100 * r['success_se']:.1f} %"
+    return (f"success unseen {success}; labeler P/R {r['llm_precision']:.3f}/{r['llm_recall']:.3f}; "
+            f"final labels P/R {r['final_precision']:.3f}/{r['final_recall']:.3f}")
 
 
 def to_json(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -116,14 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--png", default=None, help="the curve's PNG (default: noise.png beside --json)")
     parser.add_argument("--out", default=None, help="keep the run dirs here (default: a deleted temp dir)")
+    parser.add_argument("--levels", type=float, nargs="+", default=None, help="labeler precision = recall levels")
+    parser.add_argument("--labels-only", action="store_true", help="stop after `label`: label quality only")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of jobs/tiny.yaml")
     args = parser.parse_args(argv)
-    levels = QUICK_LEVELS if args.quick else FULL_LEVELS
+    levels = tuple(args.levels) if args.levels else QUICK_LEVELS if args.quick else FULL_LEVELS
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-noise-"))
     start_ray()
     before = load_average()
     try:
-        rows = study(root, levels, args.quick, tuple(args.overrides))
+        rows = study(root, levels, args.quick, tuple(args.overrides), args.labels_only)
     finally:
         if not args.out:
             shutil.rmtree(root, ignore_errors=True)
@@ -132,16 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     png = Path(args.png) if args.png else (Path(args.json).with_name("noise.png") if args.json else Path("noise.png"))
     png.write_bytes(noise_curve(rows))
     print(f"\ncurve: {png}; load {before} -> {load_average()}")
-    print(f"{'labeler P=R':>11} {'arm':<12} {'success unseen %':>17} {'labeler P/R':>12} {'final P/R':>12}")
     for r in rows:
-        print(f"{r['labeler']:>11.2f} {r['arm']:<12} {100 * r['success']:>9.1f} +- {100 * r['success_se']:4.1f} "
-              f"{r['llm_precision']:>5.3f}/{r['llm_recall']:.3f} {r['final_precision']:>5.3f}/{r['final_recall']:.3f}")
-    result = {**to_json(rows), "quick": args.quick, "overrides": list(args.overrides), "png": str(png),
+        print(f"labeler P=R {r['labeler']:.2f}, {r['arm']:<11}: {_line(r)}")
+    result = {**to_json(rows), "quick": args.quick, "labels_only": args.labels_only,
+              "overrides": list(args.overrides), "png": str(png),
               "load_before": before, "load_after": load_average(), "device": "cpu"}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    ends = {arm: [100 * r["success"] for r in rows if r["arm"] == arm] for arm in ARMS}
-    print("success unseen: " + ", ".join(f"{arm} {v[0]:.1f} -> {v[-1]:.1f} %" for arm, v in ends.items() if v)
+    key, scale, unit = ("final_precision", 1, "") if args.labels_only else ("success", 100, " %")
+    ends = {arm: [scale * r[key] for r in rows if r["arm"] == arm] for arm in ARMS}
+    print(f"{'final label precision' if args.labels_only else 'success unseen'}: "
+          + ", ".join(f"{arm} {v[0]:.3g} -> {v[-1]:.3g}{unit}" for arm, v in ends.items() if v)
           + f" (labeler {levels[0]} -> {levels[-1]})")
     return 0
 

@@ -102,15 +102,19 @@ def noise_curve(points: list[dict[str, Any]]) -> bytes:
     Args:
         points: one dict per run: ``arm`` (legend label), ``labeler`` (the oracle's precision
             = recall, the x axis), ``success`` and ``success_se`` (unseen layouts x unseen
-            goals), ``final_precision`` and ``final_recall`` (all labels vs ground truth).
+            goals; None when not measured), ``final_precision`` and ``final_recall`` (all labels
+            vs ground truth).
     """
     fig, (left, right) = _figure(11, 4, ncols=2)
     for k, arm in enumerate(dict.fromkeys(p["arm"] for p in points)):
         rows = sorted((p for p in points if p["arm"] == arm), key=lambda p: p["labeler"])
         x = [p["labeler"] for p in rows]
         color = f"C{k}"
-        left.errorbar(x, [100 * p["success"] for p in rows], yerr=[100 * p["success_se"] for p in rows],
-                      fmt="o-", capsize=3, color=color, label=arm)
+        measured = [p for p in rows if p["success"] is not None]  # None: a labels-only run
+        if measured:
+            left.errorbar([p["labeler"] for p in measured], [100 * p["success"] for p in measured],
+                          yerr=[100 * p["success_se"] for p in measured], fmt="o-", capsize=3, color=color,
+                          label=arm)
         right.plot(x, [p["final_precision"] for p in rows], "o-", color=color, label=f"{arm}: precision")
         right.plot(x, [p["final_recall"] for p in rows], "s--", color=color, label=f"{arm}: recall")
     left.set_ylabel("success %, unseen layouts x unseen goals (+- s.e.)")
@@ -122,6 +126,7 @@ def noise_curve(points: list[dict[str, Any]]) -> bytes:
     for ax in (left, right):
         ax.set_xlabel("labeler (oracle) precision = recall")
         ax.invert_xaxis()  # left to right: more noise
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     return _png(fig)
 

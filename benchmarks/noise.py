@@ -27,7 +27,8 @@ tiny job, ~8 minutes each). The expectation under test (issue 15): the precision
 success near the clean result while the plain cut does not.
 
 ``--levels`` picks the levels; ``--labels-only`` stops every run after `label` (label
-quality only, no success; minutes for the full tiny job's data instead of an hour).
+quality only, no success; minutes for the full tiny job's data instead of an hour). With
+``--out``, a second call resumes: finished stages of every run are kept.
 
 Output: one line per run, the PNG (``--png``, default noise.png next to ``--json`` or in the
 current directory; two panels as in the report: success vs labeler precision, final label
@@ -62,8 +63,11 @@ COLLECTED = ("goals.parquet", "transitions")  # what `collect` writes: shared by
 
 
 def _copy_collection(src: Path, dst: Path) -> None:
+    """Copy `collect`'s output into a run dir (kept if there: a re-run with the same --out resumes)."""
     dst.mkdir(parents=True, exist_ok=True)
     for name in COLLECTED:
+        if (dst / name).exists():
+            continue
         if (src / name).is_dir():
             shutil.copytree(src / name, dst / name)
         else:

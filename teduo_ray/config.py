@@ -134,7 +134,9 @@ class LabelingConfig:
         llm_states_per_goal: states per goal the LLM labels (the paper: at most 5,000).
         reward_model: "per_goal" (the paper's small network per goal) or "shared"
             (one goal-conditioned model for all goals).
-        precision_target: the reward model's threshold is set for this precision.
+        precision_target: the reward model's threshold is set for this precision on the
+            held-out LLM labels; 0 = no precision targeting, the model's plain 0.5 cut
+            (benchmarks/noise.py compares the two under labeler noise).
         oracle_precision: precision of the corrupted oracle (1.0 = exact).
         oracle_recall: recall of the corrupted oracle (1.0 = exact).
         batch_size: rows per Ray Data batch.
@@ -207,7 +209,8 @@ class LabelingConfig:
         _require(self.reward_view_radius >= 0, "labeling.reward_view_radius", "must be >= 0 (0 = whole grid)")
         _require(self.torch_threads >= 1, "labeling.torch_threads", "must be >= 1")
         _require(self.llm_states_per_goal >= 1, "labeling.llm_states_per_goal", "must be >= 1")
-        _require(0.0 < self.precision_target <= 1.0, "labeling.precision_target", "in (0, 1]")
+        _require(0.0 <= self.precision_target <= 1.0, "labeling.precision_target",
+                 "in [0, 1] (0 = no precision targeting: the plain 0.5 cut)")
         _require(0.0 < self.oracle_precision <= 1.0, "labeling.oracle_precision", "in (0, 1]")
         _require(0.0 < self.oracle_recall <= 1.0, "labeling.oracle_recall", "in (0, 1]")
         _require(self.batch_size >= 1, "labeling.batch_size", "must be >= 1")

@@ -68,6 +68,7 @@ def test_int_where_float_expected_is_accepted() -> None:
         ("data.behaviour={bot: 1, expert: 2}", "data.behaviour: unknown policies ['expert']"),
         ("labeling.reward_max_pairs=-1", "labeling.reward_max_pairs: must be >= 0 (0 = all)"),
         ("labeling.reward_view_radius=-2", "labeling.reward_view_radius: must be >= 0 (0 = whole grid)"),
+        ("labeling.precision_target=1.5", "labeling.precision_target: in [0, 1] (0 = no precision targeting"),
         ("eval.llm_replicas=0", "eval.llm_replicas: must be >= 1"),
         ("eval.llm_in_actor=false", "eval.llm_replicas: needs eval.llm_in_actor=true"),  # tiny.yaml has 2
         ("data.behaviour={bot: 0}", "data.behaviour: weights must be >= 0 and not all zero"),

@@ -47,3 +47,21 @@ def test_report_tables_figures_and_an_honest_verdict(tmp_path: Path) -> None:
     for png in ("success_by_cell.png", "loss.png"):
         assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
     assert "<img src='report/loss.png'" in (tmp_path / "report.html").read_text()
+
+
+def test_report_names_the_labeler_the_abstraction_and_the_agent(tmp_path: Path) -> None:
+    """Issue 15: say what runs. An oracle is not an LLM; a random-weight model is not prompted."""
+    run = RunDir(str(tmp_path))
+    by_cell = [_row(m, c, 0.1) for m in ("prompted", "finetuned") for c in CELLS]
+    run.write_json({"cells": CELLS, "episodes_per_cell": 10, "max_steps": 24, "temperature": 0.7,
+                    "methods": ["prompted", "finetuned"], "by_cell": by_cell, "by_goal_type": [], "skipped": {}},
+                   "eval", "summary.json")
+    m = {"precision": 0.9, "recall": 0.8, "positives": 5}
+    run.write_json({"llm_calls": 600, "pairs_labeled": 6000, "llm_call_fraction": 0.1, "backend": "oracle",
+                    "abstraction": "rules", "llm": {"all": m}, "final": {"all": m}}, "rewards", "accuracy.json")
+    report(small_config(tmp_path, "labeling.oracle_precision=0.8", "labeling.oracle_recall=0.7"), progress=False)
+    text = (tmp_path / "report.md").read_text()
+    assert "Labeler: ground-truth oracle corrupted to precision 0.8 / recall 0.7 (not an LLM)" in text
+    assert "abstraction: rules" in text and "agent: tiny Llama built from scratch" in text
+    assert "600 labeler calls" in text and "LLM calls" not in text
+    assert "| prompted (untrained tiny LLM, random weights) |" in text

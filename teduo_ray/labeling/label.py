@@ -56,7 +56,8 @@ class LabelResult:
         lines = [
             f"label: {self.pairs} (state, goal) pairs labelled = {self.states} states x {self.goals} training goals "
             f"at {self.path} ({r['label_rows']} rows written: achieved or judged) [{self.seconds:.1f}s]",
-            f"  llm calls {self.llm_calls} (fraction {r['llm_call_fraction']:.4f}); "
+            f"  labeler calls {self.llm_calls} (fraction {r['llm_call_fraction']:.4f}; "
+            f"{'the oracle, not an LLM' if r['backend'] == 'oracle' else 'LLM: ' + r['backend']}); "
             f"threshold {r['model']['threshold']:.3f}",
             f"  {'labels':<8} {'scope':<12} {'precision':>9} {'recall':>7} {'roc_auc':>7} {'positives':>9}",
         ]

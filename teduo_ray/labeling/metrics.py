@@ -46,6 +46,7 @@ def quality(scores: np.ndarray, labels: np.ndarray, truth: np.ndarray) -> dict[s
 
 
 NEVER = 2.0  # a threshold no probability reaches: the model labels nothing positive
+PLAIN_CUT = 0.5  # the threshold when precision targeting is off (labeling.precision_target=0)
 
 
 def precision_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float, float]:
@@ -58,7 +59,9 @@ def precision_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -
     Args:
         scores: model probabilities on held-out pairs.
         labels: the (LLM) labels of those pairs.
-        target: required precision.
+        target: required precision; 0 switches targeting off: the plain ``PLAIN_CUT`` (0.5),
+            what a classifier trained on the labels would call positive (the "no threshold"
+            arm of benchmarks/noise.py).
 
     Returns:
         (threshold, precision, recall) on the held-out pairs; label positive when p >= threshold.
@@ -70,6 +73,8 @@ def precision_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -
     """
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
     n_pos = int(labels.sum())
+    if target <= 0.0:  # no precision targeting: the classifier's own cut
+        return (PLAIN_CUT, *precision_recall(scores >= PLAIN_CUT, labels))
     if n_pos == 0:
         return 1.0, 1.0, 1.0
     order = np.argsort(-scores, kind="mergesort")

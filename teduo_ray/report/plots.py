@@ -25,13 +25,13 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _figure(width: float = 8.0, height: float = 4.0) -> tuple[Any, Any]:
+def _figure(width: float = 8.0, height: float = 4.0, ncols: int = 1) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(1, ncols, figsize=(width, height))
 
 
 def success_by_cell(rows: list[dict[str, Any]], methods: list[str], cells: list[str], keys: dict[str, str]) -> bytes:
@@ -71,7 +71,7 @@ def losses(history: list[dict[str, Any]]) -> bytes:
 
 
 def labeler(accuracy: dict[str, Any]) -> bytes:
-    """Precision and recall of the LLM labels and of the final labels, per goal type."""
+    """Precision and recall of the labeler's labels ("llm") and of the final labels, per goal type."""
     fig, ax = _figure(7, 4)
     bars = [(src, scope, m) for src in ("llm", "final") for scope, m in accuracy.get(src, {}).items()]
     x = np.arange(len(bars))
@@ -81,7 +81,7 @@ def labeler(accuracy: dict[str, Any]) -> bytes:
     ax.set_xticklabels([f"{src}\n{scope}" for src, scope, _ in bars], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.legend()
-    ax.set_title("Labeler accuracy against ground truth (LLM-labeled pairs vs all pairs)")
+    ax.set_title("Labeler accuracy against ground truth (pairs the labeler judged vs all pairs)")
     return _png(fig)
 
 
@@ -94,3 +94,39 @@ def reachable(fractions: list[float]) -> bytes:
     ax.set_ylim(0, 1.05)
     ax.set_title("Start states per goal from which the Q policy reaches the goal")
     return _png(fig)
+
+
+def noise_curve(points: list[dict[str, Any]]) -> bytes:
+    """Labeler noise study (benchmarks/noise.py): one line per arm (reward-model threshold).
+
+    Args:
+        points: one dict per run: ``arm`` (legend label), ``labeler`` (the oracle's precision
+            = recall, the x axis), ``success`` and ``success_se`` (unseen layouts x unseen
+            goals; None when not measured), ``final_precision`` and ``final_recall`` (all labels
+            vs ground truth).
+    """
+    fig, (left, right) = _figure(11, 4, ncols=2)
+    for k, arm in enumerate(dict.fromkeys(p["arm"] for p in points)):
+        rows = sorted((p for p in points if p["arm"] == arm), key=lambda p: p["labeler"])
+        x = [p["labeler"] for p in rows]
+        color = f"C{k}"
+        measured = [p for p in rows if p["success"] is not None]  # None: a labels-only run
+        if measured:
+            left.errorbar([p["labeler"] for p in measured], [100 * p["success"] for p in measured],
+                          yerr=[100 * p["success_se"] for p in measured], fmt="o-", capsize=3, color=color,
+                          label=arm)
+        right.plot(x, [p["final_precision"] for p in rows], "o-", color=color, label=f"{arm}: precision")
+        right.plot(x, [p["final_recall"] for p in rows], "s--", color=color, label=f"{arm}: recall")
+    left.set_ylabel("success %, unseen layouts x unseen goals (+- s.e.)")
+    left.set_ylim(0, 105)
+    left.set_title("Agent success vs labeler noise")
+    right.set_ylabel("final labels vs ground truth")
+    right.set_ylim(0, 1.05)
+    right.set_title("Label quality after the reward model")
+    for ax in (left, right):
+        ax.set_xlabel("labeler (oracle) precision = recall")
+        ax.invert_xaxis()  # left to right: more noise
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    return _png(fig)
+

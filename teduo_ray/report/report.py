@@ -52,18 +52,54 @@ def verdict(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def labeler_name(cfg: RunConfig) -> str:
+    """Who labeled the (state, goal) pairs, in words: the oracle is not an LLM."""
+    lab = cfg.labeling
+    if lab.backend != "oracle":
+        return f"LLM {lab.model} ({lab.backend} backend)"
+    if lab.oracle_precision >= 1.0 and lab.oracle_recall >= 1.0:
+        return "ground-truth oracle (exact; not an LLM)"
+    return (f"ground-truth oracle corrupted to precision {lab.oracle_precision:g} / recall "
+            f"{lab.oracle_recall:g} (not an LLM)")
+
+
+def agent_name(cfg: RunConfig) -> str:
+    """The agent's model, in words: the tiny model is built from scratch, not pretrained."""
+    s = cfg.sft
+    if s.model == "tiny":
+        return (f"tiny Llama built from scratch ({s.tiny_layers} layers, width {s.tiny_hidden}; no pretraining, "
+                f"tokenizer trained on training texts only)")
+    return s.model + (f" + LoRA rank {s.lora_rank}" if s.lora_rank else "")
+
+
+def setup_line(cfg: RunConfig) -> str:
+    """What ran: labeler, abstraction, reward-model threshold and agent model."""
+    lab = cfg.labeling
+    target = f"precision target {lab.precision_target:g}" if lab.precision_target > 0 else "plain 0.5 cut"
+    return (f"Labeler: {labeler_name(cfg)}; abstraction: {lab.abstraction}; reward model: {lab.reward_model} "
+            f"({target}); agent: {agent_name(cfg)}.")
+
+
+def method_label(method: str, cfg: RunConfig) -> str:
+    """A method's row name: the tiny model's "prompted" baseline is an untrained, random-weight
+    model, not a prompted LLM, and is named so."""
+    if method == "prompted" and cfg.sft.model == "tiny":
+        return "prompted (untrained tiny LLM, random weights)"
+    return method
+
+
 def _word(c: dict[str, Any]) -> str:
     word = "ahead" if c["ahead"] else "NOT ahead"
     return word if c["clear"] else f"{word} (within 2 s.e.)"
 
 
-def results_blocks(summary: dict[str, Any], checks: list[dict[str, Any]]) -> list[Block]:
+def results_blocks(summary: dict[str, Any], checks: list[dict[str, Any]], cfg: RunConfig) -> list[Block]:
     cells = summary["cells"]
     index = {(r["method"], r["cell"]): r for r in summary["by_cell"]}
     header = ["method", *[plots.CELL_LABELS.get(c, c).replace("\n", " / ") for c in cells]]
     rows = []
     for method in summary["methods"]:
-        row = [method]
+        row = [method_label(method, cfg)]
         for c in cells:
             r = index.get((method, c))
             row.append("-" if r is None else
@@ -74,7 +110,7 @@ def results_blocks(summary: dict[str, Any], checks: list[dict[str, Any]]) -> lis
         ("h", "Online evaluation"),
         ("p", f"Success % +- s.e. / episode length (the limit when failed) / invalid-action %; "
               f"{summary['episodes_per_cell']} (goal, layout, start) episodes per cell, step limit "
-              f"{summary['max_steps']}, temperature {summary['temperature']}."),
+              f"{summary['max_steps']}, temperature {summary['temperature']}. {setup_line(cfg)}"),
         ("table", header, rows),
         ("img", "success_by_cell.png", "success by cell and method"),
     ]
@@ -94,15 +130,14 @@ def build(cfg: RunConfig, run: RunDir) -> tuple[list[Block], dict[str, bytes], d
     """The report's blocks, its figures and a machine-readable summary."""
     blocks: list[Block] = [("h1", f"TEDUO run report: {cfg.run_dir}"),
                            ("p", f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}; env {cfg.env.level}, "
-                                 f"text {cfg.env.text_mode}, labeling {cfg.labeling.backend}/"
-                                 f"{cfg.labeling.abstraction}, model {cfg.sft.model}.")]
+                                 f"text {cfg.env.text_mode}, seed {cfg.seed}. {setup_line(cfg)}")]
     figures: dict[str, bytes] = {}
     facts: dict[str, Any] = {}
 
     summary = _read_json(run, "eval", "summary.json")
     if summary and summary.get("by_cell"):
         facts["verdict"] = verdict(summary)
-        blocks += results_blocks(summary, facts["verdict"])
+        blocks += results_blocks(summary, facts["verdict"], cfg)
         figures["success_by_cell.png"] = plots.success_by_cell(summary["by_cell"], summary["methods"],
                                                               summary["cells"], KEYS)
     else:
@@ -122,11 +157,12 @@ def build(cfg: RunConfig, run: RunDir) -> tuple[list[Block], dict[str, bytes], d
 
     accuracy = _read_json(run, "rewards", "accuracy.json")
     if accuracy:
-        rows = [[src, scope, f"{m['precision']:.3f}", f"{m['recall']:.3f}", m["positives"]]
-                for src in ("llm", "final") for scope, m in accuracy.get(src, {}).items()]
+        calls = "LLM calls" if cfg.labeling.backend != "oracle" else "labeler calls"
+        rows = [[{"llm": "labeler"}.get(src, src), scope, f"{m['precision']:.3f}", f"{m['recall']:.3f}",
+                 m["positives"]] for src in ("llm", "final") for scope, m in accuracy.get(src, {}).items()]
         blocks += [("h", "Labeling"),
-                   ("p", f"{accuracy['llm_calls']} LLM calls for {accuracy['pairs_labeled']} (state, goal) pairs "
-                         f"(fraction {accuracy['llm_call_fraction']:.4f}); backend {accuracy['backend']}, "
+                   ("p", f"{accuracy['llm_calls']} {calls} for {accuracy['pairs_labeled']} (state, goal) pairs "
+                         f"(fraction {accuracy['llm_call_fraction']:.4f}); labeler: {labeler_name(cfg)}, "
                          f"abstraction {accuracy['abstraction']}."),
                    ("table", ["labels", "goal type", "precision", "recall", "positives"], rows),
                    ("img", "labeler.png", "labeler precision and recall")]

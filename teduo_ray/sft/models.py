@@ -2,8 +2,9 @@
 
 ``sft.model`` is a Hugging Face directory or hub id, or "tiny": a tiny Llama built once per
 run directory (``RUN/models/tiny-agent``) with a byte-level BPE tokenizer trained on what the
-agent will read: the SFT prompt (system prompt, action list), goal texts and paraphrases,
-state texts from ``sft/`` and the answers. The fine-tuned model is exported by
+agent will read during training: the SFT prompt (system prompt, action list), the training
+goals' texts, state texts from ``sft/`` and the answers. No test goal text: words only the
+test goals use stay unseen until evaluation (byte-level fallback). The fine-tuned model is exported by
 ``teduo finetune`` to ``RUN/finetune/model``.
 
 Every model in the system is loaded here (:func:`load_tokenizer`, :func:`load_model`: the SFT
@@ -47,7 +48,7 @@ def tiny_model_config(cfg: RunConfig):  # type: ignore[no-untyped-def]
 
 
 def sft_corpus(cfg: RunConfig, max_rows: int = 4000) -> list[str]:
-    """Texts the tiny tokenizer learns from: env vocabulary, the agent prompt, SFT states and answers."""
+    """Texts the tiny tokenizer learns from: training goals, the agent prompt, SFT states and answers."""
     from teduo_ray.labeling.vocabulary import vocabulary_corpus
     from teduo_ray.sft import prompt
 

@@ -1,8 +1,9 @@
 """A tiny Llama-architecture model and a tokenizer trained on the environment's own words.
 
 Nothing is downloaded: the tokenizer is a byte-level BPE trained with ``tokenizers`` on the
-texts the agent will read (goals, paraphrases, state descriptions, prompts, actions), so any
-unseen word still encodes (bytes) instead of crashing or becoming a silent UNK. The model and
+texts the agent is trained on (training goals, state descriptions, prompts, actions; never
+a test goal's wording), so any unseen word still encodes (bytes) instead of crashing or
+becoming a silent UNK. The model and
 tokenizer are saved as a normal Hugging Face directory and loaded back through
 ``from_pretrained``, so tests and the default job run the same loading path as a real model.
 """

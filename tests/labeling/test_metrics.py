@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from teduo_ray.labeling.accuracy import hist_auc as _hist_auc
-from teduo_ray.labeling.metrics import NEVER, precision_recall, precision_threshold, quality, roc_auc
+from teduo_ray.labeling.metrics import NEVER, PLAIN_CUT, precision_recall, precision_threshold, quality, roc_auc
 
 
 def logit(p: float) -> float:
@@ -44,6 +44,13 @@ def test_threshold_by_hand(target: float, cut: int, precision: float, recall: fl
     assert p == pytest.approx(precision) and r == pytest.approx(recall)
     assert threshold == pytest.approx(midpoint(SCORES[cut - 1], SCORES[cut]))
     assert int(np.sum(SCORES >= threshold)) == cut
+
+
+def test_target_zero_is_the_plain_cut() -> None:
+    """labeling.precision_target=0: no targeting, p >= 0.5 is positive (precision 3/5 here)."""
+    threshold, p, r = precision_threshold(SCORES, LABELS, 0.0)
+    assert threshold == PLAIN_CUT
+    assert (p, r) == pytest.approx((3 / 5, 1.0))
 
 
 def test_equal_recall_prefers_the_highest_cut() -> None:

@@ -17,10 +17,10 @@ from teduo_ray.errors import DataError
 from teduo_ray.evaluation.policy import Query
 from teduo_ray.labeling.abstraction import abstract_batch, parse_selection, rules_selection
 from teduo_ray.labeling.label import label
-from teduo_ray.rl.baselines import load_policy, train_baselines
+from teduo_ray.rl.baselines import algo_hash, build_algo_config, load_policy, train_baselines
 from teduo_ray.rl.learn import learn
 from teduo_ray.rl.qtable import QTablePolicy
-from teduo_ray.rl.rllib_data import export, featurize, goal_segments
+from teduo_ray.rl.rllib_data import ObsSpec, export, featurize, goal_segments
 from tests.conftest import small_config
 
 FAST = ("labeling.llm_states_per_goal=30", "labeling.reward_epochs=3", "rl.goals_per_shard=8")
@@ -91,6 +91,16 @@ def test_export_has_rllib_columns_and_label_rewards(learned: Path) -> None:
             abstract = abstract_batch(StateBatch.from_blobs([states[int(sid)]]), rules_selection(goal))
             assert np.array_equal(np.asarray(r[col], np.float32), featurize(abstract, goal.type, result.obs)[0])
     assert not export(cfg).written  # a second export is a no-op
+
+
+@pytest.mark.parametrize("algo", ["bc", "cql"])
+def test_rllib_baselines_are_seeded_by_the_run_seed(tmp_path: Path, algo: str) -> None:
+    """`teduo run ... seed=N` reaches RLlib (``.debugging(seed=N)``: torch, numpy and the
+    learner are seeded) and a new seed retrains the baseline (its hash changes)."""
+    configs = [small_config(tmp_path, f"seed={seed}") for seed in (0, 7)]
+    built = [build_algo_config(c, algo, str(tmp_path), ObsSpec(8, 8, 3)) for c in configs]
+    assert [b.seed for b in built] == [0, 7]
+    assert algo_hash(configs[0], algo) != algo_hash(configs[1], algo)
 
 
 @pytest.mark.slow

@@ -1,0 +1,39 @@
+"""benchmarks.seeds and benchmarks.noise: their summaries and JSON keys, on made-up runs
+(the studies themselves run whole tiny jobs: minutes each, not a unit test)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.noise import ARMS, QUICK_LEVELS, to_json
+from benchmarks.seeds import summarize
+from benchmarks.tiny_runs import QUICK, job_config
+
+
+def test_seeds_summary_is_mean_and_sample_sd_per_method_and_cell() -> None:
+    per_seed = {s: {"finetuned": {"test/test": {"success": sr, "se": 0.1}}, "bc": {"test/test": {"success": 0.2,
+                                                                                              "se": 0.1}}}
+                for s, sr in enumerate((0.3, 0.5, 0.7))}
+    summary = summarize(per_seed)
+    assert summary["finetuned"]["test/test"]["mean"] == pytest.approx(0.5)
+    assert summary["finetuned"]["test/test"]["sd"] == pytest.approx(0.2)
+    assert summary["bc"]["test/test"]["sd"] == 0.0 and summary["bc"]["test/test"]["n"] == 3
+    assert "random" not in summary  # methods a run did not evaluate are left out
+
+
+def test_noise_json_has_one_entry_per_run() -> None:
+    rows = [{"labeler": level, "arm": arm, "precision_target": target, "success": 0.4, "success_se": 0.1,
+             "final_precision": 0.9, "final_recall": 0.8, "llm_precision": level, "llm_recall": level,
+             "cells": {"test/test": 0.4}, "seconds": {"label": 1.0}}
+            for level in QUICK_LEVELS for arm, target in ARMS.items()]
+    out = to_json(rows)
+    for key in ("noise_levels", "success_unseen", "final_precision", "final_recall"):
+        assert isinstance(out[key], list) and len(out[key]) == len(rows)
+    assert out["noise_levels"][-1] == {"oracle_precision": 0.6, "oracle_recall": 0.6, "precision_target": 0.0,
+                                       "arm": "no target"}
+
+
+def test_quick_runs_are_the_tiny_job_shrunk(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = job_config(tmp_path, True, "seed=2")
+    assert cfg.seed == 2 and cfg.sft.epochs == 1 and cfg.env.train_layouts == 10 and len(QUICK) == 5
+    assert job_config(tmp_path, False).sft.epochs == 2  # the job's own setting

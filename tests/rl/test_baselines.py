@@ -4,6 +4,7 @@ bad upstream."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +54,12 @@ def learned(tmp_path_factory: pytest.TempPathFactory, ray_local_2cpu: None) -> P
     return run
 
 
-def labels_of(run: Path) -> dict[tuple[int, int], bool]:
+def labels_of(run: Path) -> defaultdict[tuple[int, int], bool]:
+    """The sparse labels as a lookup: a pair that is not written is "not achieved"."""
     t = pq.read_table(run / "rewards" / "labels", columns=["goal_id", "state_id", "label"])
-    return {(g, s): y for g, s, y in zip(*(t[c].to_pylist() for c in ("goal_id", "state_id", "label")))}
+    out: defaultdict[tuple[int, int], bool] = defaultdict(bool)
+    out.update({(g, s): y for g, s, y in zip(*(t[c].to_pylist() for c in ("goal_id", "state_id", "label")))})
+    return out
 
 
 @pytest.mark.slow

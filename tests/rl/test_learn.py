@@ -132,14 +132,14 @@ def test_missing_corrupt_or_foreign_rewards_give_one_clear_error(labeled: Path, 
     corrupt = copy_run(labeled, tmp_path / "corrupt")
     victim = sorted((corrupt / "rewards" / "labels").glob("part-*.parquet"))[0]
     victim.write_bytes(b"not parquet at all")
-    with pytest.raises(DataError, match="cannot read the rewards"):
+    with pytest.raises(DataError, match=r"cannot read .*rewards/labels/part-00000.parquet.*teduo label"):
         learn(small_config(corrupt, *FAST), progress=False)
 
     foreign = copy_run(labeled, tmp_path / "foreign")
     for part in (foreign / "rewards" / "labels").glob("part-*.parquet"):
         t = pq.read_table(part)
         pq.write_table(t.set_column(t.schema.get_field_index("label"), "label", t["p"]), part)
-    with pytest.raises(DataError, match="does not have column label"):
+    with pytest.raises(DataError, match=r"wrong columns.*mismatched: label"):
         learn(small_config(foreign, *FAST), progress=False)
 
     with pytest.raises(DataError, match="run `teduo learn` first"):

@@ -30,7 +30,9 @@ def init_ray(cfg: RayConfig) -> None:
     to_driver = is_verbose()
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     if address:
-        log.info("joining Ray cluster at %s", address)
+        from teduo_ray.console import say
+
+        say(f"joining Ray cluster at {address}")  # where the job runs: an operator's line, not a library log
         ray.init(address=address, log_to_driver=to_driver)
         return
     store = cfg.object_store_memory_mb * 1024 * 1024 if cfg.object_store_memory_mb else None

@@ -210,6 +210,14 @@ class RunDir:
         table = pa.concat_tables(tables) if tables else pa.table({})
         return table.select(columns) if columns else table
 
+    def shard_dataset(self, folder: str) -> Any:
+        """A ``pyarrow.dataset`` over the shards a folder's manifest lists, for reading a few
+        columns or rows with a filter (row groups the filter rules out are skipped)."""
+        import pyarrow.dataset as pads
+
+        files = [self.path(folder, rec["file"]) for _, rec in sorted(self.read_json(folder, MANIFEST)["shards"].items())]
+        return pads.dataset(files, filesystem=self.fs, format="parquet")
+
     def verify_shard(self, folder: str, record: dict[str, Any]) -> str | None:
         """Why a finished shard cannot be trusted, or None when it can.
 

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from teduo_ray.config import RunConfig
 from teduo_ray.data.intern import StateReader
@@ -39,7 +38,7 @@ from teduo_ray.labeling.accuracy import accumulate
 from teduo_ray.labeling.dedupe import lookup, row_hashes, state_hashes
 from teduo_ray.labeling.spec import GoalSpec, goal_blocks
 from teduo_ray.layout import LABELS, LABELS_SCHEMA, LLM_LABELS, MODEL, REQUESTS
-from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
+from teduo_ray.rundir import RunDir, StageManifest
 from teduo_ray.runtime import node_id
 
 CACHE_LIMIT = 4_000_000  # distinct inputs per cache before it is dropped (~48 MB)
@@ -68,8 +67,7 @@ def read_judged(run: RunDir, specs: list[GoalSpec]) -> tuple[dict[int, Judged], 
     wanted = pc.field("goal_id").isin(goal_ids)
 
     def read(folder: str, columns: list[str]) -> pa.Table:
-        files = [run.path(folder, r["file"]) for _, r in sorted(run.read_json(folder, MANIFEST)["shards"].items())]
-        return pads.dataset(files, filesystem=run.fs, format="parquet").to_table(columns=columns, filter=wanted)
+        return run.shard_dataset(folder).to_table(columns=columns, filter=wanted)
 
     table = read(REQUESTS, ["goal_id", "state_id", "state"]).join(
         read(LLM_LABELS, ["goal_id", "state_id", "p_llm", "llm_label"]), ["goal_id", "state_id"], join_type="inner")

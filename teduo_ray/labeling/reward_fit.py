@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from teduo_ray.config import RunConfig
 from teduo_ray.envs.babyai.state import StateBatch
@@ -26,7 +25,7 @@ from teduo_ray.labeling.metrics import NEVER
 from teduo_ray.labeling.spec import GoalSpec
 from teduo_ray.labeling.stages import uniform_hash
 from teduo_ray.layout import LLM_LABELS, MODEL, REQUESTS
-from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
+from teduo_ray.rundir import RunDir, StageManifest
 
 log = logging.getLogger(__name__)
 VAL_FRACTION = 0.1
@@ -41,8 +40,7 @@ def request_states(run: RunDir, pairs: pa.Table) -> pa.Table:
     """``pairs`` (goal_id, state_id, ...) joined with the abstract state bytes of their
     requests, sorted by (goal, state). Streams the request shards a batch at a time and skips
     shards whose goal range the filter rules out, so only the wanted states are held."""
-    files = [run.path(REQUESTS, rec["file"]) for _, rec in sorted(run.read_json(REQUESTS, MANIFEST)["shards"].items())]
-    dataset = pads.dataset(files, filesystem=run.fs, format="parquet")
+    dataset = run.shard_dataset(REQUESTS)
     wanted = pc.field("goal_id").isin(pc.unique(pairs["goal_id"]))
     parts = [
         pa.Table.from_batches([batch]).join(pairs, ["goal_id", "state_id"], join_type="inner")

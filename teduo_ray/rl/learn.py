@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.data.intern import STATES, intern_states
 from teduo_ray.errors import DataError
-from teduo_ray.layout import LABELS, LABELS_SCHEMA, POLICIES, POLICY_SCHEMA
+from teduo_ray.layout import LABELS, POLICIES, POLICY_SCHEMA
 from teduo_ray.rl.mdp import EmpiricalMDP, build_mdp
 from teduo_ray.rl.solver import greedy_steps
 from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
@@ -59,16 +58,12 @@ def read_achieved(run: RunDir, goal_ids: list[int], num_states: int) -> np.ndarr
     """(G, S) bool labels of the given goals from the sparse rewards/labels (one clear
     error if the files are missing, corrupt or of another schema). Only the achieved rows
     are read; row groups of other goals are skipped by their statistics."""
+    from teduo_ray.rundir import check_schema
+    from teduo_ray.schemas import LABELS_TABLE
+
     try:
-        dataset = pads.dataset(run.path(LABELS), filesystem=run.fs, format="parquet")
-        for name in LABEL_COLUMNS:
-            kind = LABELS_SCHEMA.field(name).type
-            field = dataset.schema.field(name) if name in dataset.schema.names else None
-            if field is None or field.type != kind:
-                raise DataError(
-                    f"{run.path(LABELS)} does not have column {name}: {kind} (found "
-                    f"{dataset.schema}); re-run `teduo label` into a fresh run_dir"
-                )
+        dataset = run.shard_dataset(LABELS)
+        check_schema(run.path(LABELS), dataset.schema, LABELS_TABLE)
         wanted = pc.field("goal_id").isin(goal_ids) & pc.field("label")
         table = dataset.to_table(columns=list(LABEL_COLUMNS), filter=wanted)
     except (OSError, pa.ArrowException) as exc:

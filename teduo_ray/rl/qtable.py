@@ -60,8 +60,8 @@ class QTablePolicy:
         run.check(POLICIES_TABLE)
         run.check(STATES_TABLE)
         reader = StateReader(run)
-        parts, start = [], 0
-        for start, blobs in reader.blocks(65536):
+        parts = []
+        for _, blobs in reader.blocks(65536):
             parts.append(blob_hashes(blobs))
         hashes = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
         order = np.argsort(hashes, kind="stable")

@@ -152,7 +152,7 @@ def test_exact_oracle_is_perfect(labeled: tuple[Path, LabelResult]) -> None:
     assert report["llm"]["all"]["positives"] > 20
     assert report["backend"] == "oracle" and report["llm_calls"] == result.llm_calls
     assert 0 < report["llm_call_fraction"] < 1
-    assert "llm calls" in str(result) and "precision" in str(result)
+    assert "labeler calls" in str(result) and "the oracle, not an LLM" in str(result) and "precision" in str(result)
 
 
 def test_interned_states_are_sorted_ids_of_the_transitions(

@@ -5,7 +5,7 @@ Usage:
 
 What it measures, in one run, on the same episodes (the tiny job's evaluation plan: four
 cells, feasible goals, seeded starts) and the same model (a tiny Llama built with
-sft/tiny_model.py on the environment's words; untrained: throughput does not need training):
+llm/tiny.py on the environment's words; untrained: throughput does not need training):
 - candidate: the evaluation path itself, ``rollout.run_episodes`` with ``LLMPolicy``: episodes
   live in Ray environment actors and every step ALL live episodes go through one batched
   forward pass (micro-batches of ``eval.llm_batch_size``), restricted to the action digits;
@@ -96,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from teduo_ray.config import load_config
+    from teduo_ray.envs.babyai.world import BabyAIWorld
     from teduo_ray.evaluation.episodes import plan_episodes
     from teduo_ray.evaluation.llm_policy import LLMPolicy
     from teduo_ray.evaluation.rollout import make_actors, run_episodes
     from teduo_ray.evaluation.selection import _rules
-    from teduo_ray.envs.babyai.world import BabyAIWorld
-    from teduo_ray.sft.tiny_model import build_tiny_model
+    from teduo_ray.llm.tiny import build_tiny_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
     try:

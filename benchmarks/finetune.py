@@ -85,8 +85,8 @@ def run_baseline(cfg: RunConfig, model_dir: str, threads: int) -> dict[str, floa
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
+    from teduo_ray.llm.loading import load_model
     from teduo_ray.sft.format import collate, encode, split_score
-    from teduo_ray.sft.models import load_model
 
     torch.set_num_threads(threads)
     tok, model = load_model(model_dir)  # the loader every stage uses (pad fallback, remote dirs)

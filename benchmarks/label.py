@@ -277,9 +277,9 @@ def measure_hf(cfg: RunConfig, n: int, micro_batch: int, threads: int, root: str
     import torch
     from transformers.utils import logging as hf_logging
 
-    from teduo_ray.labeling.vocabulary import vocabulary_corpus
     from teduo_ray.labeling.stages import HFJudgeStage
-    from teduo_ray.sft.tiny_model import build_tiny_model
+    from teduo_ray.labeling.vocabulary import vocabulary_corpus
+    from teduo_ray.llm.tiny import build_tiny_model
 
     hf_logging.disable_progress_bar()
     start = time.perf_counter()

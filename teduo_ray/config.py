@@ -481,12 +481,17 @@ class RayConfig:
         num_cpus: CPUs of a locally started Ray (None = all).
         object_store_memory_mb: object store of a locally started Ray (None = Ray's default).
         collect_cpus_per_task: CPUs one collection task reserves (fractions allowed).
+        dashboard: start a locally started Ray with its dashboard (Ray's default). It serves
+            the State API that Ray Train's placement-group cleaner polls (without it the
+            cleaner logs a warning every second), ``ray list ...`` and the web UI on
+            127.0.0.1:8265; it costs ~0.9 GB of memory. A joined cluster has its own.
     """
 
     address: str | None = None
     num_cpus: int | None = None
     object_store_memory_mb: int | None = None
     collect_cpus_per_task: float = 1.0
+    dashboard: bool = True
 
     def __post_init__(self) -> None:
         _require(self.num_cpus is None or self.num_cpus >= 1, "ray.num_cpus", "must be >= 1")

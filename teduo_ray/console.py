@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from teduo_ray.rundir import RunDir
@@ -166,3 +166,65 @@ def _is_local(run: RunDir) -> bool:
     import pyarrow.fs as pafs
 
     return isinstance(run.fs, pafs.LocalFileSystem)
+
+
+class _SharedBar:
+    """A sub-step's view of its stage's one bar: everything is forwarded, except ``close``
+    (the stage closes it when it ends)."""
+
+    def __init__(self, bar: Any) -> None:
+        self._bar = bar
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bar, name)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _SharedBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@dataclass
+class _Bars:
+    stage: str | None = None
+    bar: Any = None
+
+
+_bars = _Bars()
+
+
+@contextmanager
+def stage_bar(stage: str) -> Iterator[None]:
+    """While a stage runs, its sub-steps share one progress bar (:func:`progress_bar`): the
+    console shows one line per stage, re-labelled "stage: sub-step", not one per sub-step."""
+    previous = (_bars.stage, _bars.bar)
+    _bars.stage, _bars.bar = stage, None
+    try:
+        yield
+    finally:
+        if _bars.bar is not None:
+            _bars.bar.close()
+        _bars.stage, _bars.bar = previous
+
+
+def progress_bar(step: str, total: int, unit: str, initial: int = 0, disable: bool = False) -> Any:
+    """A tqdm bar for one sub-step: the running stage's bar, reset to ``total`` and labelled
+    with ``step``, or (outside :func:`stage_bar`) a bar of its own."""
+    from tqdm import tqdm
+
+    if _bars.stage is None or disable:
+        return tqdm(total=total, initial=initial, desc=step, unit=unit, disable=disable)
+    desc = step if step == _bars.stage else f"{_bars.stage}: {step}"
+    if _bars.bar is None:
+        _bars.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit)
+    else:
+        _bars.bar.reset(total=total)
+        _bars.bar.unit = unit
+        _bars.bar.set_description(desc, refresh=False)
+        _bars.bar.update(initial)
+    return _SharedBar(_bars.bar)
+

@@ -110,7 +110,7 @@ def run_stage(name: str, cfg: RunConfig, progress: bool = True) -> object:
 
     The stage's driver logs go to ``RUN/logs/<stage>.log`` when the CLI set up the console.
     """
-    from teduo_ray.console import say, stage_log
+    from teduo_ray.console import say, stage_bar, stage_log
     from teduo_ray.observability import stage_metrics
     from teduo_ray.rundir import RunDir
 
@@ -119,7 +119,7 @@ def run_stage(name: str, cfg: RunConfig, progress: bool = True) -> object:
         raise TeduoError(f"stage '{name}' is not implemented in this version of teduo-ray yet")
     run = RunDir(cfg.run_dir)  # one clear error for a run_dir that is a file or read-only
     say(start_line(name, cfg))
-    with stage_log(run, name), stage_metrics(cfg.run_dir, name):
+    with stage_log(run, name), stage_metrics(cfg.run_dir, name), stage_bar(name):
         return stage.run(cfg, progress)
 
 

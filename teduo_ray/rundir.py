@@ -354,3 +354,33 @@ class StageManifest:
     @property
     def rows(self) -> int:
         return sum(int(s["rows"]) for s in self.shards.values())
+
+
+UPLOADED = "_uploaded"  # written last into a folder copied to a run directory
+
+
+def is_remote(run: RunDir) -> bool:
+    """True when the run directory is not on a local (or mounted) filesystem."""
+    import pyarrow.fs as pafs
+
+    return not isinstance(run.fs, pafs.LocalFileSystem)
+
+
+def run_uri(run: RunDir, *parts: str) -> str:
+    """The URI of a run-directory entry: a local path, or ``scheme://root/parts``."""
+    if not is_remote(run):
+        return run.path(*parts)
+    scheme = run.uri.split("://", 1)[0]
+    return f"{scheme}://{run.path(*parts)}"
+
+
+def upload_dir(local: str, run: RunDir, *parts: str) -> None:
+    """Copy a local directory to a run-directory folder, replacing what was there; ``UPLOADED``
+    is written last (object stores have no atomic folder rename: a killed upload lacks it)."""
+    import pyarrow.fs as pafs
+
+    if run.exists(*parts):
+        run.fs.delete_dir(run.path(*parts))
+    run.fs.create_dir(run.path(*parts), recursive=True)
+    pafs.copy_files(local, run.path(*parts), source_filesystem=pafs.LocalFileSystem(), destination_filesystem=run.fs)
+    run.write_bytes(b"", *parts, UPLOADED)

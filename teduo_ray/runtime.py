@@ -40,7 +40,7 @@ def init_ray(cfg: RayConfig) -> None:
         address="local",  # a new local Ray, even if `ray start` left a cluster on this machine
         num_cpus=cfg.num_cpus,
         object_store_memory=store,
-        include_dashboard=False,  # the dashboard costs ~0.9 GB here; see docs/architecture.md
+        include_dashboard=cfg.dashboard,  # Ray Train's cleaner needs its State API; docs/architecture.md
         log_to_driver=to_driver,
     )
 

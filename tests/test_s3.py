@@ -112,7 +112,8 @@ def test_tiny_job_until_finetune_writes_everything_to_s3(s3_run: str) -> None:
     assert not (REPO / BUCKET).exists()  # no stage wrote the URI's path to the local disk
 
     from teduo_ray.config import load_config
-    from teduo_ray.sft.models import final_model_dir, load_model
+    from teduo_ray.llm.loading import load_model
+    from teduo_ray.sft.models import final_model_dir
 
     model_dir = final_model_dir(load_config(REPO / "jobs" / "tiny.yaml", [f"run_dir={s3_run}"]))
     assert model_dir == f"{s3_run}/finetune/model"

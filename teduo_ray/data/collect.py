@@ -211,8 +211,8 @@ def collect(cfg: RunConfig, progress: bool = True) -> CollectResult:
         A summary; the data is in ``<run_dir>/transitions/shard-*.parquet``.
     """
     import ray
-    from tqdm import tqdm
 
+    from teduo_ray.console import progress_bar
     from teduo_ray.runtime import as_completed, init_ray
 
     start = time.perf_counter()
@@ -230,8 +230,7 @@ def collect(cfg: RunConfig, progress: bool = True) -> CollectResult:
         remote = ray.remote(num_cpus=cfg.ray.collect_cpus_per_task, max_retries=3)(write_shard)
         cfg_ref = ray.put(cfg)
         pending = [remote.remote(cfg_ref, s) for s in todo]
-        with tqdm(total=len(shards), initial=len(shards) - len(todo), desc="collect",
-                  unit="shard", disable=not progress) as bar:
+        with progress_bar("collect", len(shards), "shard", len(shards) - len(todo), not progress) as bar:
             for record in as_completed(pending):
                 manifest.add(run, record)
                 bar.update(1)

@@ -106,7 +106,7 @@ class LLMPolicy:
     ) -> None:
         import torch
 
-        from teduo_ray.labeling.stages import load_causal_lm
+        from teduo_ray.llm.loading import load_causal_lm
 
         torch.set_num_threads(torch_threads)
         self.name = name

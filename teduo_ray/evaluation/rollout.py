@@ -170,14 +170,15 @@ def run_episodes(
         progress: show a progress bar over episodes.
     """
     import ray
-    from tqdm import tqdm
+
+    from teduo_ray.console import progress_bar
 
     own = actors is None
     pool = make_actors(cfg) if own else actors
     ordered = sorted(specs, key=lambda s: s.episode_id)
     by_id = {s.episode_id: s for s in ordered}
     results: list[EpisodeResult] = []
-    bar = tqdm(total=len(ordered), desc=f"eval {policy.name}", unit="ep", disable=not progress)
+    bar = progress_bar(policy.name, len(ordered), "ep", disable=not progress)
     try:
         wave = cfg.eval.max_live_episodes
         for w in range(0, len(ordered), wave):

@@ -215,11 +215,27 @@ def agent_rooms(batch: StateBatch) -> np.ndarray:
     return border
 
 
-def abstract_batch(batch: StateBatch, selection: Selection, rooms: np.ndarray | None = None) -> StateBatch:
+@dataclass(frozen=True)
+class PreparedBlock:
+    """What abstraction reads of the raw states alone, computed once for a block of states
+    that is abstracted for many goals (labeling's per-block loops): the agent's room
+    (:func:`agent_rooms`) and the cells holding a pickable object."""
+
+    rooms: np.ndarray
+    pickable: np.ndarray
+
+
+def prepare_block(batch: StateBatch) -> PreparedBlock:
+    """The goal-independent part of :func:`abstract_batch` for ``batch``."""
+    return PreparedBlock(agent_rooms(batch), np.isin(batch.grids[..., 0], _PICKABLE_IDX))
+
+
+def abstract_batch(batch: StateBatch, selection: Selection, prepared: PreparedBlock | None = None) -> StateBatch:
     """Apply a goal's selection to every state of a batch (see module docstring).
 
-    ``rooms``: :func:`agent_rooms` of ``batch`` if already computed.
+    ``prepared``: :func:`prepare_block` of ``batch`` when it is abstracted for several goals.
     """
+    prepared = prepared or prepare_block(batch)
     grids, header = batch.grids.copy(), batch.header.copy()
     types, colors, channel = grids[..., 0], grids[..., 1], grids[..., 2]
     objects = _match(types, colors, selection.goal_objects)
@@ -229,7 +245,7 @@ def abstract_batch(batch: StateBatch, selection: Selection, rooms: np.ndarray | 
         if x < types.shape[1] and y < types.shape[2]:
             tiles[:, x, y] = True
     relevant = objects | locations | tiles
-    irrelevant_things = np.isin(types, _PICKABLE_IDX) & ~relevant
+    irrelevant_things = prepared.pickable & ~relevant
     types[irrelevant_things] = _OBSTACLE
     colors[irrelevant_things] = NO_COLOR
     colors[(types == _DOOR) & ~relevant] = NO_COLOR
@@ -246,10 +262,10 @@ def abstract_batch(batch: StateBatch, selection: Selection, rooms: np.ndarray | 
     header[c_loc, 6] |= GOAL_LOCATION << CARRY_ROLE_SHIFT
 
     if len(grids):
-        room = agent_rooms(batch) if rooms is None else rooms
+        room = prepared.rooms
         all_inside = ~(relevant & ~room).reshape(len(grids), -1).any(axis=1)
-        drop = ~room & all_inside[:, None, None]
-        grids[drop] = 0
+        keep = room | ~all_inside[:, None, None]
+        np.multiply(grids, keep[..., None], out=grids, casting="unsafe")  # dropped cells -> 0
     return StateBatch(grids, header)
 
 

@@ -3,7 +3,7 @@ and only the sparse part is written (layout.py: achieved pairs + the pairs the l
 
 A pool of ``RewardLabelActor``s takes a block of ``labeling.goals_per_task`` goals per call
 and streams the states in blocks of ``labeling.state_block`` (data/intern.py's StateReader).
-Per state block: the agent's rooms once; per goal: abstract the block, then
+Per state block: what abstraction and the model's window read of the raw states, once; per goal: abstract the block, then
 - the reward model scores each DISTINCT model input once: inputs are hashed (dedupe.py) and
   a per-(model, goal type) cache of scores lives for the goal block, so a window seen in
   another state block, or for another goal of the same type under the shared model, is not
@@ -33,7 +33,7 @@ from teduo_ray.data.intern import StateReader
 from teduo_ray.envs.babyai.predicates import achieved_batch
 from teduo_ray.envs.babyai.state import StateBatch
 from teduo_ray.labeling import features, reward_model
-from teduo_ray.labeling.abstraction import abstract_batch, agent_rooms
+from teduo_ray.labeling.abstraction import abstract_batch, prepare_block
 from teduo_ray.labeling.accuracy import accumulate
 from teduo_ray.labeling.dedupe import lookup, row_hashes, state_hashes
 from teduo_ray.labeling.spec import GoalSpec, goal_blocks
@@ -121,9 +121,9 @@ class RewardLabelActor:
         self.scored = 0  # model inputs scored (distinct), for the benchmark
         self.pairs = 0  # pairs labelled
 
-    def _model_scores(self, group: str, tag: str, abstract: StateBatch) -> np.ndarray:
+    def _model_scores(self, group: str, tag: str, abstract: StateBatch, window: features.Window) -> np.ndarray:
         """p of every state of the block, scoring only inputs not in the cache."""
-        codes = features.egocentric_codes(abstract, self.meta["radius"])
+        codes = features.egocentric_codes(abstract, self.meta["radius"], window)
         keys = row_hashes(features.input_rows(codes, abstract.header))
         unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         cached_keys, cached_p = self.caches.get((group, tag), (np.zeros(0, np.uint64), np.zeros(0, np.float32)))
@@ -152,14 +152,15 @@ class RewardLabelActor:
         stats: dict[str, Any] = {}
         for offset, blobs in StateReader(self.run).blocks(self.state_block):
             raw = StateBatch.from_blobs(blobs)
-            rooms = agent_rooms(raw)
+            prepared = prepare_block(raw)
+            window = features.egocentric_window(raw, self.meta["radius"])
             ids = np.arange(offset, offset + len(raw), dtype=np.int64)
             for spec in specs:
                 gid = spec.goal_id
                 group = "shared" if self.meta["kind"] == "shared" else str(gid)
-                abstract = abstract_batch(raw, spec.selection, rooms)
+                abstract = abstract_batch(raw, spec.selection, prepared)
                 if group in self.models:
-                    p = self._model_scores(group, features.goal_type_tag(spec.goal), abstract)
+                    p = self._model_scores(group, features.goal_type_tag(spec.goal), abstract, window)
                     label = p >= self.meta["groups"][group]["threshold"]
                 else:  # a per-goal model needs labels of its goal: none means "never achieved"
                     p, label = np.zeros(len(raw), np.float32), np.zeros(len(raw), bool)
@@ -194,8 +195,7 @@ class RewardLabelActor:
 def apply_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], meta: dict[str, Any],
                        config_hash: str, progress: bool) -> StageManifest:
     """Label every (state, training goal) pair on a pool of Ray actors, a block of goals per shard."""
-    from tqdm import tqdm
-
+    from teduo_ray.console import progress_bar
     from teduo_ray.runtime import actor_pool_map, init_ray
 
     lab = cfg.labeling
@@ -207,8 +207,7 @@ def apply_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], meta:
     if todo:
         init_ray(cfg.ray)
         goals_done = sum(len(b) for n, b in shards.items() if n in manifest.shards)
-        with tqdm(total=len(specs), initial=goals_done, desc="label (all pairs)", unit="goal",
-                  disable=not progress) as bar:
+        with progress_bar("all pairs", len(specs), "goal", goals_done, not progress) as bar:
             args = (cfg.run_dir, meta, lab.torch_threads, lab.state_block, lab.reward_gpus > 0)
             for record in actor_pool_map(RewardLabelActor, args, "label_shard", todo, lab.num_actors,
                                          lab.actor_cpus, lab.reward_gpus):

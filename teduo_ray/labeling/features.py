@@ -10,6 +10,8 @@ blue key".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from teduo_ray.envs.babyai.constants import (
@@ -37,12 +39,22 @@ def view_radius(width: int, height: int) -> int:
     return max(width, height) - 1
 
 
-def egocentric_codes(batch: StateBatch, radius: int) -> np.ndarray:
-    """(N, K, K, 3) uint8 grid cells around the agent, rotated so row 0 is farthest ahead.
+@dataclass(frozen=True)
+class Window:
+    """Where each state's egocentric cells come from: ``inside`` (N, K, K) marks cells on the
+    grid, read from ``grids[rows, xs, ys]``. It depends only on the agent's position and
+    direction, which abstraction keeps, so labeling computes it once per block of states and
+    reuses it for every goal."""
 
-    Cell [radius, radius] is the agent's tile and [radius - 1, radius] the tile in front;
-    tiles outside the grid read as walls.
-    """
+    radius: int
+    inside: np.ndarray
+    rows: np.ndarray
+    xs: np.ndarray
+    ys: np.ndarray
+
+
+def egocentric_window(batch: StateBatch, radius: int) -> Window:
+    """The :class:`Window` of each state of ``batch`` (see :func:`egocentric_codes`)."""
     n = len(batch)
     k = 2 * radius + 1
     fwd = _DIRS[batch.header[:, 4]]  # (N, 2)
@@ -56,9 +68,21 @@ def egocentric_codes(batch: StateBatch, radius: int) -> np.ndarray:
     w, h = batch.grids.shape[1], batch.grids.shape[2]
     inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
     idx = np.broadcast_to(np.arange(n)[:, None, None], xs.shape)
-    out = np.zeros((n, k, k, 3), dtype=np.uint8)
+    return Window(radius, inside, idx[inside], xs[inside], ys[inside])
+
+
+def egocentric_codes(batch: StateBatch, radius: int, window: Window | None = None) -> np.ndarray:
+    """(N, K, K, 3) uint8 grid cells around the agent, rotated so row 0 is farthest ahead.
+
+    Cell [radius, radius] is the agent's tile and [radius - 1, radius] the tile in front;
+    tiles outside the grid read as walls. ``window``: :func:`egocentric_window` of a batch
+    with the same agents (e.g. the raw states ``batch`` abstracts).
+    """
+    window = window if window is not None else egocentric_window(batch, radius)
+    k = 2 * radius + 1
+    out = np.zeros((len(batch), k, k, 3), dtype=np.uint8)
     out[..., 0] = _WALL
-    out[inside] = batch.grids[idx[inside], xs[inside], ys[inside]]
+    out[window.inside] = batch.grids[window.rows, window.xs, window.ys]
     return out
 
 

@@ -73,13 +73,10 @@ def resolve_model(cfg: RunConfig, run: RunDir) -> str:
 
     lab = cfg.labeling
     if lab.model == "tiny":
-        path = run.path("models", "tiny-judge")
-        if not os.path.isdir(path):
-            from teduo_ray.labeling.vocabulary import vocabulary_corpus
-            from teduo_ray.sft.tiny_model import build_tiny_model
+        from teduo_ray.labeling.vocabulary import vocabulary_corpus
+        from teduo_ray.llm.tiny import run_tiny_model
 
-            build_tiny_model(path, vocabulary_corpus(cfg))
-        validate_model_dir(path, "the tiny judge", needs="yes_no", fix=f"delete {path} and re-run")
-        return path
+        return run_tiny_model(run, ("models", "tiny-judge"), lambda: vocabulary_corpus(cfg), None, "the tiny judge",
+                              needs="yes_no")
     validate_model_dir(lab.model, "labeling.model", needs="yes_no")
     return lab.model

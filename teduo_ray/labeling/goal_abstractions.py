@@ -12,7 +12,12 @@ import pyarrow as pa
 
 from teduo_ray.config import RunConfig
 from teduo_ray.envs.babyai.goals import Goal
-from teduo_ray.labeling.abstraction import Selection, abstraction_messages, parse_selection, rules_selection
+from teduo_ray.labeling.abstraction import (
+    Selection,
+    abstraction_messages,
+    parse_selection,
+    rules_selection,
+)
 from teduo_ray.labeling.generate import generate
 from teduo_ray.labeling.spec import GoalSpec
 from teduo_ray.layout import ABSTRACTIONS

@@ -25,19 +25,20 @@ from teduo_ray.rundir import RunDir, StageManifest
 
 
 def build_judge_pipeline(cfg: RunConfig, run: RunDir, ds: Any, specs: list[GoalSpec], requests: StageManifest) -> Any:
-    """Chain the labeling stages onto a dataset of requests: render -> judge."""
+    """Chain the labeling stages onto a dataset of requests: render (LLM judges) -> judge."""
     import ray
 
     from teduo_ray.labeling import stages
 
     lab = cfg.labeling
-    ds = ds.map_batches(
-        stages.RenderStage,
-        fn_constructor_kwargs={"text_mode": cfg.env.text_mode},
-        compute=ray.data.ActorPoolStrategy(size=1),
-        num_cpus=0.25,
-        batch_size=lab.batch_size,
-    )
+    if lab.backend != "oracle":  # the oracle reads the state itself, never its text
+        ds = ds.map_batches(
+            stages.RenderStage,
+            fn_constructor_kwargs={"text_mode": cfg.env.text_mode},
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=0.25,
+            batch_size=lab.batch_size,
+        )
     if lab.backend in ("vllm", "http"):
         if lab.backend == "vllm":
             processor = stages.build_vllm_judge(lab.model, lab.batch_size, lab.num_actors,
@@ -91,8 +92,8 @@ def run_llm_labels(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], requests:
                    config_hash: str, progress: bool) -> StageManifest:
     """Label the pending request shards with the LLM backend (a finished shard is kept)."""
     import ray
-    from tqdm import tqdm
 
+    from teduo_ray.console import progress_bar
     from teduo_ray.runtime import init_ray
 
     manifest = StageManifest.load_or_create(run, LLM_LABELS, config_hash, requests.num_shards)
@@ -113,7 +114,7 @@ def run_llm_labels(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], requests:
         parts: dict[int, list[pa.Table]] = {k: [] for k in expected}
         got = dict.fromkeys(expected, 0)
         keep = ["goal_id", "state_id", "p_llm", "llm_label"]
-        with tqdm(total=sum(expected.values()), desc="label (llm)", unit="pair", disable=not progress) as bar:
+        with progress_bar("labeler", sum(expected.values()), "pair", disable=not progress) as bar:
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 shard_col = batch["shard"].to_numpy()
                 for k in np.unique(shard_col):

@@ -100,7 +100,7 @@ def label(cfg: RunConfig, progress: bool = True) -> LabelResult:
     timed("intern")
     specs = run_abstraction(cfg, run, training_goals(cfg), hashes[ABSTRACTIONS])
     timed("abstraction")
-    requests = build_requests(cfg, run, specs, hashes[REQUESTS])
+    requests = build_requests(cfg, run, specs, hashes[REQUESTS], progress)
     timed("requests")
     run_llm_labels(cfg, run, specs, requests, hashes[LLM_LABELS], progress)
     timed("judge")

@@ -26,7 +26,7 @@ from teduo_ray.config import RunConfig
 from teduo_ray.data.intern import StateReader
 from teduo_ray.envs.babyai.predicates import achieved_batch
 from teduo_ray.envs.babyai.state import StateBatch
-from teduo_ray.labeling.abstraction import abstract_batch, agent_rooms
+from teduo_ray.labeling.abstraction import abstract_batch, prepare_block
 from teduo_ray.labeling.dedupe import first_of_each, state_hashes
 from teduo_ray.labeling.sampling import feature_keys, stratified_pick
 from teduo_ray.labeling.spec import GoalSpec, goal_blocks
@@ -50,10 +50,10 @@ def pick_block(run_dir: str, specs: list[GoalSpec], budget: int, seed: int, dedu
     parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {s.goal_id: [] for s in specs}
     for offset, blobs in reader.blocks(state_block):
         raw = StateBatch.from_blobs(blobs)
-        rooms = agent_rooms(raw)
+        prepared = prepare_block(raw)
         raw_hashes = state_hashes(raw) if dedupe_raw else None
         for spec in specs:
-            abstract = abstract_batch(raw, spec.selection, rooms)
+            abstract = abstract_batch(raw, spec.selection, prepared)
             hashes, first = first_of_each(raw_hashes if dedupe_raw else state_hashes(abstract))
             keys = feature_keys(StateBatch(abstract.grids[first], abstract.header[first]))
             parts[spec.goal_id].append((hashes, first + offset, keys))
@@ -104,10 +104,12 @@ def write_request_shard(run_dir: str, k: int, goal_ids: np.ndarray, state_ids: n
             "totals": totals}
 
 
-def build_requests(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], config_hash: str) -> StageManifest:
+def build_requests(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], config_hash: str,
+                   progress: bool = False) -> StageManifest:
     """Pick the pairs the labeler judges and write them as request shards (resumable)."""
     import ray
 
+    from teduo_ray.console import progress_bar
     from teduo_ray.runtime import as_completed, init_ray
 
     lab = cfg.labeling
@@ -122,8 +124,11 @@ def build_requests(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], config_ha
     refs = [pick.remote(cfg.run_dir, block, lab.llm_states_per_goal, cfg.seed, lab.abstraction == "none",
                         lab.state_block) for block in blocks]
     picks: dict[int, np.ndarray] = {}
-    for ref in refs:  # in goal order: shards are cut in goal order
-        picks.update(ray.get(ref))
+    with progress_bar("pick requests", len(specs), "goal", disable=not progress) as bar:
+        for ref in refs:  # in goal order: shards are cut in goal order
+            block = ray.get(ref)
+            picks.update(block)
+            bar.update(len(block))
     goal_ids = np.concatenate([np.full(len(picks[s.goal_id]), s.goal_id, np.int32) for s in specs])
     state_ids = np.concatenate([picks[s.goal_id] for s in specs])
     per = lab.requests_per_shard
@@ -135,11 +140,14 @@ def build_requests(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], config_ha
         if record is not None and "positives" in record:
             continue
         part = slice(k * per, (k + 1) * per)
-        shard_specs = [s for s in specs if s.goal_id in set(goal_ids[part].tolist())]
+        in_shard = set(np.unique(goal_ids[part]).tolist())
+        shard_specs = [s for s in specs if s.goal_id in in_shard]
         pending.append(write.remote(cfg.run_dir, k, goal_ids[part], state_ids[part], shard_specs,
                                     lab.abstraction == "none"))
-    for record in as_completed(pending):
-        manifest.add(run, record)
+    with progress_bar("write requests", len(pending), "shard", disable=not progress) as bar:
+        for record in as_completed(pending):
+            manifest.add(run, record)
+            bar.update(1)
     manifest.complete = len(manifest.shards) == manifest.num_shards
     manifest.save(run)
     return manifest

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from teduo_ray.envs.babyai.constants import CARRY_ROLE_SHIFT, DIR_TO_VEC, DOOR_STATE_MASK, OBJECT_TO_IDX, ROLE_SHIFT
+from teduo_ray.envs.babyai.constants import (
+    CARRY_ROLE_SHIFT,
+    DIR_TO_VEC,
+    DOOR_STATE_MASK,
+    OBJECT_TO_IDX,
+    ROLE_SHIFT,
+)
 from teduo_ray.envs.babyai.state import StateBatch
 
 _DIRS = np.array(DIR_TO_VEC, dtype=np.int64)
@@ -38,10 +44,9 @@ def feature_keys(batch: StateBatch) -> np.ndarray:
     carry_role = (header[:, 6] >> CARRY_ROLE_SHIFT).astype(np.int64)
     role = grids[..., 2] >> ROLE_SHIFT
     objects = role == 1
-    xs, ys = np.meshgrid(np.arange(w), np.arange(h), indexing="ij")
-    dist = np.abs(xs[None] - ax[:, None, None]) + np.abs(ys[None] - ay[:, None, None])
-    nearest = np.where(objects, dist, 99).reshape(n, -1).min(axis=1)
-    nearest = np.minimum(nearest, 5)
+    s, ox, oy = np.nonzero(objects)  # a few goal objects per state: no (N, W, H) distances
+    nearest = np.full(n, 5, np.int64)
+    np.minimum.at(nearest, s, np.abs(ox - ax[s]) + np.abs(oy - ay[s]))
     locations = role == 2
     near_loc = np.zeros_like(locations)
     near_loc[:, 1:, :] |= locations[:, :-1, :]

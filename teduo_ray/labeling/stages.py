@@ -23,6 +23,7 @@ from teduo_ray.envs.babyai.goals import Goal
 from teduo_ray.envs.babyai.predicates import achieved_batch
 from teduo_ray.envs.babyai.state import StateBatch
 from teduo_ray.envs.babyai.text import render_state
+from teduo_ray.llm.loading import load_causal_lm
 
 Batch = dict[str, np.ndarray]
 
@@ -134,20 +135,6 @@ def oracle_flip_rates(positives: dict[int, int], totals: dict[int, int], precisi
         pos, neg = positives.get(gid, 0), total - positives.get(gid, 0)
         rates[gid] = 0.0 if precision >= 1.0 or neg == 0 else min(1.0, recall * pos * (1 - precision) / (precision * neg))
     return rates
-
-
-def load_causal_lm(model_path: str, device: str | None = None) -> tuple[Any, Any, str]:
-    """(tokenizer, model, device) from a Hugging Face directory, run-directory URI or hub id,
-    through the one loader (``sft.models.load_model``: pad-token fallback, remote download);
-    left padding for batched scoring."""
-    import torch
-
-    from teduo_ray.sft.models import load_model
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer, model = load_model(model_path, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
-    tokenizer.padding_side = "left"
-    return tokenizer, model.to(device).eval(), device
 
 
 def yes_no_token_ids(tokenizer: Any) -> tuple[int, int]:

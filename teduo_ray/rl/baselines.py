@@ -36,7 +36,14 @@ import numpy as np
 from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.errors import ConfigError, DataError
 from teduo_ray.labeling import features
-from teduo_ray.rl.rllib_data import DATA, ExportResult, ObsSpec, export, export_hash, featurize_queries
+from teduo_ray.rl.rllib_data import (
+    DATA,
+    ExportResult,
+    ObsSpec,
+    export,
+    export_hash,
+    featurize_queries,
+)
 from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
 
 log = logging.getLogger(__name__)
@@ -223,7 +230,7 @@ def train_baselines(cfg: RunConfig, progress: bool = True) -> BaselinesResult:
         cfg: the run config (``rl.baselines`` and ``rl.baseline_*``).
         progress: show a bar of training iterations over all baselines.
     """
-    from tqdm import tqdm
+    from teduo_ray.console import progress_bar
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
@@ -232,7 +239,7 @@ def train_baselines(cfg: RunConfig, progress: bool = True) -> BaselinesResult:
     data = export(cfg)
     runs = []
     iterations = cfg.rl.baseline_iterations
-    with tqdm(total=len(cfg.rl.baselines) * iterations, desc="baselines", unit="iter", disable=not progress) as bar:
+    with progress_bar("baselines", len(cfg.rl.baselines) * iterations, "iter", disable=not progress) as bar:
         for algo in cfg.rl.baselines:
             result = train_one(cfg, run, algo, data, bar)
             if not result.trained:

@@ -174,14 +174,19 @@ class DistillResult:
 def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     """Write the SFT data of every finished policy shard (finished SFT shards are kept)."""
     import ray
-    from tqdm import tqdm
 
+    from teduo_ray.console import progress_bar
     from teduo_ray.envs.babyai.constants import NUM_ACTIONS
     from teduo_ray.runtime import as_completed, init_ray
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
-    from teduo_ray.schemas import ABSTRACTIONS_TABLE, ID_TRANSITIONS_TABLE, POLICIES_TABLE, STATES_TABLE
+    from teduo_ray.schemas import (
+        ABSTRACTIONS_TABLE,
+        ID_TRANSITIONS_TABLE,
+        POLICIES_TABLE,
+        STATES_TABLE,
+    )
 
     policies = run.check(POLICIES_TABLE)
     run.check(STATES_TABLE)
@@ -204,7 +209,7 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
                       "abstract": abstract} for g in policies["shards"][name]["goal_ids"]]
             refs.append(task.remote(cfg.run_dir, name, goals, cfg.env.text_mode, rl.rollout_max_steps,
                                     NUM_ACTIONS, rl.sft_states == "visited", rl.sft_max_examples_per_goal, cfg.seed))
-        with tqdm(total=len(refs), desc="distill", unit="shard", disable=not progress) as bar:
+        with progress_bar("distill", len(refs), "shard", disable=not progress) as bar:
             for record in as_completed(refs):
                 manifest.add(run, record)
                 bar.update(1)

@@ -141,8 +141,7 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
         cfg: the run config.
         progress: show a progress bar over goals.
     """
-    from tqdm import tqdm
-
+    from teduo_ray.console import progress_bar
     from teduo_ray.runtime import actor_pool_map, init_ray
 
     start = time.perf_counter()
@@ -165,7 +164,7 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
 
         init_ray(cfg.ray)
         done_goals = sum(len(ids) for name, ids in shards.items() if name in manifest.shards)
-        with tqdm(total=len(goal_ids), initial=done_goals, desc="learn", unit="goal", disable=not progress) as bar:
+        with progress_bar("learn", len(goal_ids), "goal", done_goals, not progress) as bar:
             for record in actor_pool_map(QLearningActor, (cfg.run_dir, NUM_ACTIONS), "solve_shard", todo,
                                          cfg.rl.num_actors, cfg.rl.actor_cpus):
                 manifest.add(run, record)

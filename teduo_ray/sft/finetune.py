@@ -33,9 +33,9 @@ from typing import Any
 
 from teduo_ray.config import RunConfig
 from teduo_ray.errors import DataError, TeduoError
-from teduo_ray.rundir import RunDir
+from teduo_ray.rundir import RunDir, is_remote, run_uri, upload_dir
 from teduo_ray.schemas import SFT_TABLE
-from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir, is_remote, run_uri, upload_dir
+from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir
 
 SFT = "sft"
 
@@ -121,7 +121,8 @@ def make_trainer(cfg: RunConfig, datasets: dict[str, Any], loop_config: dict[str
     ``storage`` is a local path, or a path without its scheme on ``storage_filesystem`` (a
     pyarrow filesystem: the run directory's, so checkpoints reach S3 with its endpoint).
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
+    from ray.train import RunConfig as TrainRunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from teduo_ray.sft.train_loop import train_func
@@ -167,9 +168,10 @@ def fit_with_progress(trainer: Any, counter: Any, total: int, progress: bool) ->
     import threading
 
     import ray
-    from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="finetune", unit="step", disable=not progress)
+    from teduo_ray.console import progress_bar
+
+    bar = progress_bar("finetune", total, "step", disable=not progress)
     stop = threading.Event()
 
     def poll() -> None:

@@ -76,7 +76,7 @@ class TokenizeStage:
     """
 
     def __init__(self, model_dir: str, seed: int, val_fraction: float, max_seq_len: int) -> None:
-        from teduo_ray.sft.models import load_tokenizer
+        from teduo_ray.llm.loading import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_dir)
         if self.tokenizer.chat_template is None:

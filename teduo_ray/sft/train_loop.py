@@ -48,7 +48,7 @@ def build_model(config: dict[str, Any]):  # type: ignore[no-untyped-def]
     """Tokenizer + model (the shared loader) + gradient checkpointing + LoRA (only it trains)."""
     import torch
 
-    from teduo_ray.sft.models import load_model
+    from teduo_ray.llm.loading import load_model
 
     tokenizer, model = load_model(config["model_dir"], dtype=torch.bfloat16 if config["bf16"] else torch.float32)
     if config["gradient_checkpointing"]:
@@ -81,9 +81,9 @@ class Trainer:
     """One worker's model, optimizer and schedule behind a small step/validate/save interface."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        import torch
         import ray.train
         import ray.train.torch
+        import torch
 
         self.config = config
         self.ctx = ray.train.get_context()
@@ -233,9 +233,9 @@ def accumulation_groups(batches: Iterable[Any], size: int, skip: int = 0) -> Ite
 def train_func(config: dict[str, Any]) -> None:
     """Ray Train worker entry point: fine-tune, validate, checkpoint, report (every rank)."""
     started = time.time()
+    import ray.train
     import torch
     import torch.distributed as dist
-    import ray.train
 
     from teduo_ray.sft.format import collate
 

@@ -15,8 +15,8 @@ from teduo_ray.evaluation.llm_policy import ANSWER_OPEN, LLMPolicy, digit_token_
 from teduo_ray.evaluation.policy import Query
 from teduo_ray.labeling.abstraction import abstract_blobs, rules_selection
 from teduo_ray.labeling.vocabulary import vocabulary_corpus
+from teduo_ray.llm.tiny import build_tiny_model
 from teduo_ray.sft.prompt import messages
-from teduo_ray.sft.tiny_model import build_tiny_model
 from tests.conftest import small_config
 
 pytestmark = pytest.mark.timeout(300)

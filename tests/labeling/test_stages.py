@@ -61,7 +61,7 @@ def states() -> list[bytes]:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama and a BPE tokenizer trained on the judge's own words (nothing downloaded)."""
-    from teduo_ray.sft.tiny_model import TinyModelConfig, build_tiny_model
+    from teduo_ray.llm.tiny import TinyModelConfig, build_tiny_model
 
     texts = [JUDGE_SYSTEM, JUDGE_USER, "Yes", "No", "Yes.", "No."] * 10
     texts += [render_state(s, mode) for s in states() for mode in ("full", "egocentric")]
@@ -415,12 +415,12 @@ def test_answer_is_yes() -> None:
 def test_abstraction_and_judge_processors_come_from_one_builder(tiny_model: Path, tmp_path: Path) -> None:
     """A 70B labeler spans labeling.tensor_parallel GPUs for the per-goal abstraction call as
     for the judge (the abstraction's processor used to be built on its own, on one GPU)."""
+    import ray
+
     from teduo_ray.labeling.generate import abstraction_processor
     from teduo_ray.labeling.judge import build_judge_pipeline
     from teduo_ray.rundir import RunDir
     from tests.conftest import small_config
-
-    import ray
 
     cfg = small_config(tmp_path, "labeling.backend=vllm", f"labeling.model={tiny_model}",
                        "labeling.tensor_parallel=4", "labeling.num_actors=2")

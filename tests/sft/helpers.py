@@ -7,9 +7,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from teduo_ray.config import RunConfig
-from tests.conftest import small_config
 from teduo_ray.rl.distill import SFT, SFT_SCHEMA
 from teduo_ray.rundir import RunDir, StageManifest
+from tests.conftest import small_config
 
 TINY = ("sft.tiny_vocab=400", "sft.tiny_hidden=32", "sft.tiny_intermediate=64", "sft.tiny_layers=1",
         "sft.tiny_heads=2", "sft.max_seq_len=256")
@@ -43,8 +43,8 @@ def sft_config(run_dir: Path, *overrides: str) -> RunConfig:
 def build_small_model(out_dir: Path | str, pad_token: bool) -> str:
     """A very small tiny model; ``pad_token=False`` builds its tokenizer like Llama-3's: no pad
     token, eos the only end token."""
+    from teduo_ray.llm.tiny import TinyModelConfig, build_tiny_model
     from teduo_ray.sft import prompt
-    from teduo_ray.sft.tiny_model import TinyModelConfig, build_tiny_model
 
     texts = [prompt.SYSTEM_PROMPT, prompt.USER_TEMPLATE, prompt.ACTION_LIST] * 20
     texts += [prompt.answer([a, b]) for a in range(7) for b in range(7)]

@@ -14,8 +14,9 @@ import os
 import pytest
 import torch
 
+from teduo_ray.llm.loading import load_model
 from teduo_ray.sft.finetune import export, finetune, make_trainer
-from teduo_ray.sft.models import final_model_dir, load_model
+from teduo_ray.sft.models import final_model_dir
 from tests.sft.helpers import sft_config, write_sft
 
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from teduo_ray.errors import TeduoError
+from teduo_ray.llm.loading import load_model
+from teduo_ray.modelcheck import validate_model_dir
 from teduo_ray.sft import prompt
 from teduo_ray.sft.format import IGNORE, TokenizeStage, collate, encode, split_score
-from teduo_ray.modelcheck import validate_model_dir
-from teduo_ray.sft.models import base_model_dir, final_model_dir, load_model
+from teduo_ray.sft.models import base_model_dir, final_model_dir
 from teduo_ray.sft.train_loop import lr_lambda
 from tests.sft.helpers import sft_config, write_sft
 

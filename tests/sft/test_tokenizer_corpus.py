@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from teduo_ray.envs import get_adapter
-from teduo_ray.labeling.vocabulary import vocabulary_corpus
 from teduo_ray.labeling.stages import JUDGE_SYSTEM, JUDGE_USER
+from teduo_ray.labeling.vocabulary import vocabulary_corpus
+from teduo_ray.llm.tiny import train_tokenizer
 from teduo_ray.sft import prompt
 from teduo_ray.sft.models import sft_corpus
-from teduo_ray.sft.tiny_model import train_tokenizer
 from tests.conftest import small_config
 from tests.sft.helpers import write_sft
 

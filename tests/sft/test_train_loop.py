@@ -50,7 +50,7 @@ def _fit(train_fn, config: dict, num_workers: int, datasets: dict | None = None)
 def test_the_no_pad_tokenizer_is_built_like_llama3_and_loads_with_eos_as_pad(no_pad_model: str) -> None:
     from transformers import AutoTokenizer
 
-    from teduo_ray.sft.models import load_tokenizer
+    from teduo_ray.llm.loading import load_tokenizer
 
     raw = AutoTokenizer.from_pretrained(no_pad_model)
     assert raw.pad_token is None and raw.eos_token == "<|end|>" and "<|pad|>" not in raw.get_vocab()

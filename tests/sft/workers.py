@@ -88,7 +88,7 @@ def accumulation_train_func(config: dict[str, Any]) -> None:
     examples, gradient checkpointing on), and the loss over 8 accumulated steps."""
     import torch
 
-    from teduo_ray.sft.models import load_tokenizer
+    from teduo_ray.llm.loading import load_tokenizer
     from teduo_ray.sft.train_loop import Trainer
     from tests.sft.helpers import equal_answer_batch
 

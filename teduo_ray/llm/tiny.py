@@ -10,9 +10,12 @@ tokenizer are saved as a normal Hugging Face directory and loaded back through
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from teduo_ray.rundir import UPLOADED, RunDir, is_remote, run_uri, upload_dir
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -38,7 +41,7 @@ class TinyModelConfig:
         seed: initialisation seed.
         pad_token: give the tokenizer a ``<|pad|>`` token. False builds it like Llama-3's:
             no pad token, eos (``<|end|>``) the only end token, so tests exercise the
-            pad-token fallback (:func:`teduo_ray.sft.models.load_tokenizer`) real models need.
+            pad-token fallback (:func:`teduo_ray.llm.loading.load_tokenizer`) real models need.
 
     Weights start at std ``hidden_size ** -0.5`` (fan-in), not Hugging Face's 0.02, which is
     tuned for widths of 768 and more: at width 128 it leaves every attention logit near zero,
@@ -95,7 +98,6 @@ def build_tiny_model(out_dir: str | Path, texts: Iterable[str], cfg: TinyModelCo
     Returns:
         The directory, loadable with ``AutoModelForCausalLM.from_pretrained``.
     """
-    import os
     import shutil
     import tempfile
 
@@ -130,3 +132,32 @@ def build_tiny_model(out_dir: str | Path, texts: Iterable[str], cfg: TinyModelCo
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def run_tiny_model(run: RunDir, parts: tuple[str, ...], corpus: Callable[[], list[str]],
+                   cfg: TinyModelConfig | None, what: str, needs: str = "actions") -> str:
+    """The URI of a run's tiny model at ``parts`` of the run directory, built on first use.
+
+    The one factory of the tiny agent and the tiny judge: built locally (its tokenizer trained
+    on ``corpus()``, which is only called when the model is missing) and, on a remote run
+    directory, uploaded (``_uploaded`` marks a finished copy). The result is checked like any
+    user model before a Ray worker loads it.
+
+    Raises:
+        ModelError: the stored model cannot be loaded (the message says to delete it).
+    """
+    import tempfile
+
+    from teduo_ray.llm.loading import local_model_dir
+    from teduo_ray.modelcheck import validate_model_dir
+
+    if not run.exists(*parts, UPLOADED if is_remote(run) else "config.json"):
+        if not is_remote(run):
+            build_tiny_model(run.path(*parts), corpus(), cfg)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                build_tiny_model(os.path.join(tmp, "model"), corpus(), cfg)
+                upload_dir(os.path.join(tmp, "model"), run, *parts)
+    uri = run_uri(run, *parts)
+    validate_model_dir(local_model_dir(uri), what, needs=needs, fix=f"delete {uri} and re-run (it is rebuilt)")
+    return uri

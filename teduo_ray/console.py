@@ -222,9 +222,9 @@ def progress_bar(step: str, total: int, unit: str, initial: int = 0, disable: bo
     if _bars.bar is None:
         _bars.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit)
     else:
-        _bars.bar.reset(total=total)
         _bars.bar.unit = unit
         _bars.bar.set_description(desc, refresh=False)
+        _bars.bar.reset(total=total)
         _bars.bar.update(initial)
     return _SharedBar(_bars.bar)
 

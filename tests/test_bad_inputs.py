@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -125,6 +125,36 @@ def test_run_dir_below_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     assert_one_error(run_teduo("collect", "jobs/tiny.yaml", f"run_dir={tmp_path / 'f' / 'run'}", *SMALL),
                      "cannot create run_dir")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory nobody can write to: a read-only tmpfs mount (root ignores file modes),
+    else a directory without write permission; skips when neither holds here."""
+    import os
+    import subprocess
+
+    target = tmp_path / "read-only"
+    target.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)], capture_output=True).returncode == 0
+    if not mounted:
+        target.chmod(0o555)
+    try:
+        if os.access(target, os.W_OK):
+            pytest.skip("no read-only directory can be made here (root without mount)")
+        yield target
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(target)], check=False)
+        target.chmod(0o755)
+
+
+def test_run_dir_not_writable(read_only_dir: Path) -> None:
+    assert_one_error(run_teduo("collect", "jobs/tiny.yaml", f"run_dir={read_only_dir}", *SMALL), "is not writable")
+    assert_one_error(run_teduo("collect", "jobs/tiny.yaml", f"run_dir={read_only_dir / 'run'}", *SMALL),
+                     "cannot create run_dir")
+    assert list(read_only_dir.iterdir()) == []
 
 
 def test_run_dir_from_another_config(run_copy: Path) -> None:

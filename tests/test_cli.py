@@ -64,3 +64,22 @@ def test_console_is_quiet_and_the_logs_are_in_the_run_dir(tmp_path: Path) -> Non
     assert "INFO" not in out.stderr and "WARNING" not in out.stderr and "collect: 100%" in out.stderr
     log = (tmp_path / "logs" / "collect.log").read_text()
     assert "Started a local Ray instance" in log and "teduo_ray.data.collect" in log
+
+
+def test_the_sub_steps_of_a_stage_share_its_one_progress_bar() -> None:
+    from teduo_ray.console import progress_bar, stage_bar
+
+    with stage_bar("label"):
+        first = progress_bar("pick requests", 10, "goal")
+        first.update(10)
+        first.close()  # a sub-step's close leaves the stage's bar open
+        second = progress_bar("all pairs", 5, "goal", initial=2)
+        assert second._bar is first._bar
+        assert (second.n, second.total, second.unit) == (2, 5, "goal")
+        assert second.desc.startswith("label: all pairs")
+        hidden = progress_bar("hidden", 3, "x", disable=True)
+        assert hidden is not first and hidden.disable
+    assert first._bar.disable  # tqdm marks a closed bar disabled
+    alone = progress_bar("outside a stage", 3, "x")
+    assert not hasattr(alone, "_bar")
+    alone.close()

@@ -19,8 +19,14 @@ SHRUNK = ("env.train_layouts=4", "data.episodes_per_layout=5", "data.episodes_pe
 
 def test_teduo_run_goes_end_to_end_and_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    first = run_teduo("run", "jobs/tiny.yaml", f"run_dir={run}", *SHRUNK, "--no-progress", timeout=850)
+    first = run_teduo("run", "jobs/tiny.yaml", f"run_dir={run}", *SHRUNK, timeout=850)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    # the console: one progress bar per stage (redraws end in \r, a finished bar in \n), and
+    # <= 80 lines in all; the rest is in RUN/logs/
+    lines = first.stdout.splitlines() + first.stderr.split("\n")
+    bars = [line for line in first.stderr.split("\n") if "|" in line and "%" in line]
+    assert len(bars) <= 8, bars
+    assert len([line for line in lines if line.strip()]) <= 80, first.stdout + first.stderr
     summary = json.loads((run / "eval" / "summary.json").read_text())
     assert summary["methods"] == ["random", "bot", "qtable", "bc", "cql", "prompted", "finetuned"]
     assert not summary["skipped"]

@@ -115,7 +115,7 @@ def test_killed_driver_rerun_continues_from_the_latest_checkpoint(ray_local_2cpu
     write_sft(tmp_path)
     overrides = ("sft.zero_stage=2", "sft.num_workers=2", "sft.eval_every_steps=4", "sft.epochs=8")
     script = ("import sys; from tests.sft.helpers import sft_config; from teduo_ray.sft.finetune import finetune; "
-              f"finetune(sft_config(sys.argv[1], *sys.argv[2:]), progress=False)")
+              "finetune(sft_config(sys.argv[1], *sys.argv[2:]), progress=False)")
     driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), *overrides], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # a checkpoint counts once Ray Train has registered it in the run's snapshot

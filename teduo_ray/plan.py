@@ -67,6 +67,9 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     examples = train * per_goal  # upper bound: starts (x rollout steps when visited) per goal, capped
     train_examples = examples * (1 - sft.val_fraction)
     steps = math.ceil(train_examples / (sft.batch_size * sft.num_workers)) * sft.epochs
+    base_radius = min(rl.baseline_view_radius or view_radius(width, height), view_radius(width, height))
+    # the export's observations (obs + new_obs, float32) of every row, held by the RLlib learner
+    base_mb = 2 * 2 * rl.baseline_max_rows * 4 * (PLANES * (2 * base_radius + 1) ** 2) / 2**20
     methods = getattr(ev, "methods", ())
     algos = getattr(rl, "baselines", ())
     ray = cfg.ray
@@ -88,7 +91,9 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
         {"stage": "learn", "units": f"{rl.num_actors} actors, {math.ceil(train / rl.goals_per_shard)} goal shards",
          "resources": f"{rl.actor_cpus} CPU/actor, <= {_fmt(learn_mb)} MiB/actor (goals_per_shard={rl.goals_per_shard})",
          "size": "policy rows: per goal the states it is reachable from (action, steps)"},
-        {"stage": "baselines", "units": ", ".join(algos) or "none", "resources": "RLlib learner on the driver node",
+        {"stage": "baselines", "units": ", ".join(algos) or "none", "resources": "RLlib learner on the driver node"
+                      + (f"; ~{_fmt(base_mb)} MiB of observations (2 datasets x baseline_max_rows="
+                         f"{rl.baseline_max_rows}, view {2 * base_radius + 1}x{2 * base_radius + 1})" if algos else ""),
          "size": "one RLlib checkpoint per algorithm"},
         {"stage": "distill", "units": f"{math.ceil(train / rl.goals_per_shard)} rollout tasks",
          "resources": f"{rl.actor_cpus} CPU/task", "size": f"<= {_fmt(examples)} SFT examples"},

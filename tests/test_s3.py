@@ -161,3 +161,26 @@ def test_killed_finetune_resumes_from_its_s3_checkpoint(s3_run: str, s3_env: dic
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     summary = _json(f"{run}/finetune/history.json")["summary"]
     assert summary["resumed_from_step"] is not None and summary["resumed_from_step"] >= 3, summary
+
+
+def test_the_tiny_judge_of_an_s3_run_is_built_once_and_uploaded(s3_env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """labeling.model=tiny on an s3:// run directory: the judge is built locally, uploaded to
+    RUN/models/tiny-judge (not to a local folder named like the bucket path) and loads from
+    there through the one loader; a second call reuses it."""
+    from teduo_ray.labeling.generate import resolve_model
+    from teduo_ray.llm.loading import load_causal_lm
+    from teduo_ray.rundir import RunDir
+    from tests.conftest import small_config
+
+    uri = f"s3://{BUCKET}/judge-run"
+    cfg = small_config(uri, "labeling.backend=hf", "labeling.model=tiny")
+    run = RunDir(uri)
+    path = resolve_model(cfg, run)
+    assert path == f"{uri}/models/tiny-judge"
+    files = _files(path)
+    assert "config.json" in files and "_uploaded" in files
+    assert not (REPO / BUCKET).exists() and not (tmp_path / BUCKET).exists()
+    stamp = _files(uri)
+    assert resolve_model(cfg, run) == path and _files(uri) == stamp
+    tokenizer, model, device = load_causal_lm(path, "cpu")
+    assert tokenizer.pad_token_id is not None and device == "cpu"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -152,22 +153,44 @@ class ExportResult:
     written: bool
 
 
-def _input_tables(run: RunDir) -> tuple[pa.Table, list[bytes], pa.Table, dict[int, Selection]]:
-    from teduo_ray.schemas import ABSTRACTIONS_TABLE, ID_TRANSITIONS_TABLE, LABELS_TABLE, STATES_TABLE
+def _input_tables(run: RunDir) -> tuple[pa.Table, pa.Table, dict[int, Selection]]:
+    from teduo_ray.schemas import ABSTRACTIONS_TABLE, ID_TRANSITIONS_TABLE, LABELS_TABLE
 
-    labels = run.read(LABELS_TABLE)
+    labels = run.read(LABELS_TABLE, ["goal_id", "state_id", "label"])
     transitions = run.read(ID_TRANSITIONS_TABLE).sort_by([("episode_id", "ascending"), ("step", "ascending")])
-    blobs = run.read(STATES_TABLE)["state"].to_pylist()
     abstractions = run.read(ABSTRACTIONS_TABLE)
     selections = {}
     for gid, text in zip(abstractions["goal_id"].to_pylist(), abstractions["selection"].to_pylist()):
         parsed = parse_selection(text)
         selections[int(gid)] = parsed if parsed is not None else Selection()
-    return transitions, blobs, labels, selections
+    return transitions, labels, selections
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The transitions as id arrays and each goal's achieved states (sparse, by goal)."""
+
+    episode: np.ndarray
+    state: np.ndarray
+    next_state: np.ndarray
+    action: np.ndarray
+    num_states: int
+    achieved_ids: dict[int, np.ndarray]
+
+    def segments(self, gid: int) -> Segments:
+        achieved = np.zeros(self.num_states, dtype=bool)
+        achieved[self.achieved_ids.get(gid, np.zeros(0, np.int64))] = True
+        return goal_segments(self.episode, self.state, self.next_state, achieved)
 
 
 def export(cfg: RunConfig) -> ExportResult:
-    """Write ``baselines/data/{all,successful}/part-*.parquet`` (skipped when done)."""
+    """Write ``baselines/data/{all,successful}/part-*.parquet`` (skipped when done).
+
+    The driver holds the transitions' id arrays, each goal's achieved state ids and one
+    (goal, segment) entry per segment, never a goal's rows for every goal: segments are
+    chosen from their sizes, and the rows of the chosen ones are recomputed per goal.
+    """
+    from teduo_ray.data.intern import StateReader
     from teduo_ray.envs import get_adapter
 
     run = RunDir(cfg.run_dir)
@@ -177,58 +200,74 @@ def export(cfg: RunConfig) -> ExportResult:
         meta = run.read_json(DATA, "meta.json")
         return ExportResult(meta["rows"], ObsSpec(**meta["obs"]), written=False)
     run.remove_temporaries(DATA)
-    transitions, blobs, labels, selections = _input_tables(run)
-    if not blobs:
+    transitions, labels, selections = _input_tables(run)
+    reader = StateReader(run)
+    if reader.num_states == 0:
         raise DataError(f"{run.path(STATES)} holds no states: re-run `teduo collect` and `teduo label`")
-    states = StateBatch.from_blobs(blobs)
-    spec = obs_spec(cfg, int(states.header[0, 0]), int(states.header[0, 1]))
+    first = reader.first()
+    spec = obs_spec(cfg, int(first[0]), int(first[1]))
     goals = {e.goal_id: e.goal for e in get_adapter(cfg.env, cfg.seed).goal_catalogue() if e.split == "train"}
 
-    episode = transitions["episode_id"].to_numpy()
-    state = transitions["state_id"].to_numpy().astype(np.int64)
-    next_state = transitions["next_state_id"].to_numpy().astype(np.int64)
-    action = transitions["action"].to_numpy().astype(np.int64)
-    lab_goal = labels["goal_id"].to_numpy()
-    lab_state = labels["state_id"].to_numpy()
-    lab_pos = labels["label"].to_numpy(zero_copy_only=False).astype(bool)
+    positive = labels.filter(labels["label"])
+    lab_goal = positive["goal_id"].to_numpy()
+    lab_state = positive["state_id"].to_numpy().astype(np.int64)
+    by_goal = np.argsort(lab_goal, kind="stable")
+    cuts = np.r_[0, np.flatnonzero(np.diff(lab_goal[by_goal])) + 1, len(by_goal)]
+    achieved_ids = {int(lab_goal[by_goal[a]]): lab_state[by_goal[a:b]] for a, b in zip(cuts[:-1], cuts[1:]) if b > a}
+    data = _Data(transitions["episode_id"].to_numpy(), transitions["state_id"].to_numpy().astype(np.int64),
+                 transitions["next_state_id"].to_numpy().astype(np.int64),
+                 transitions["action"].to_numpy().astype(np.int64), reader.num_states, achieved_ids)
 
-    # every (goal, segment): pick whole segments at random until the row cap
-    per_goal: dict[int, Segments] = {}
-    for gid in sorted(goals):
+    # every (goal, segment): its size and whether it succeeds, goal by goal
+    gids = sorted(goals)
+    sizes: list[np.ndarray] = []
+    success: list[np.ndarray] = []
+    for gid in gids:
         if gid not in selections:
             raise DataError(f"goal {gid} has no abstraction in {run.path('abstractions')}: re-run `teduo label`")
-        achieved = np.zeros(len(blobs), dtype=bool)
-        achieved[lab_state[(lab_goal == gid) & lab_pos]] = True
-        per_goal[gid] = goal_segments(episode, state, next_state, achieved)
+        seg = data.segments(gid)
+        n = np.bincount(seg.segment) if seg.segment.size else np.zeros(0, np.int64)
+        ok = np.zeros(len(n), dtype=bool)
+        ok[seg.segment[seg.success]] = True
+        sizes.append(n)
+        success.append(ok)
+    # pick whole segments at random until the row cap
     rng = np.random.default_rng([cfg.seed, 4242])
     rows_written: dict[str, int] = {}
     for name in DATASETS:
-        pool = [(gid, k) for gid, seg in per_goal.items()
-                for k in np.unique(seg.segment[seg.success] if name == "successful" else seg.segment)]
-        order = rng.permutation(len(pool))
-        chosen: dict[int, set[int]] = {}
+        ks = [np.flatnonzero(ok) if name == "successful" else np.arange(len(ok)) for ok in success]
+        pool_goal = np.concatenate([np.full(len(k), i, np.int64) for i, k in enumerate(ks)] or [np.zeros(0, np.int64)])
+        pool_k = np.concatenate(ks or [np.zeros(0, np.int64)])
+        pool_n = np.concatenate([n[k] for n, k in zip(sizes, ks)] or [np.zeros(0, np.int64)])
+        chosen: dict[int, list[int]] = {}
         total = 0
-        sizes = {gid: np.bincount(seg.segment) if seg.segment.size else np.zeros(0, int) for gid, seg in per_goal.items()}
-        for i in order:
-            gid, k = pool[i]
-            n = int(sizes[gid][k])
-            if total + n > cfg.rl.baseline_max_rows:
+        cap = cfg.rl.baseline_max_rows
+        for i in rng.permutation(len(pool_k)).tolist():
+            n = int(pool_n[i])
+            if total + n > cap:
                 continue
-            chosen.setdefault(gid, set()).add(int(k))
+            chosen.setdefault(gids[int(pool_goal[i])], []).append(int(pool_k[i]))
             total += n
-        rows_written[name] = _write_dataset(run, manifest, name, per_goal, chosen, goals, selections, states,
-                                            spec, episode, action, state, next_state)
+        rows_written[name] = _write_dataset(run, manifest, name, data, chosen, goals, selections, reader, spec)
     run.write_json({"rows": rows_written, "obs": spec.to_dict()}, DATA, "meta.json")
     manifest.complete = True
     manifest.save(run)
     return ExportResult(rows_written, spec, written=True)
 
 
-def _write_dataset(run: RunDir, manifest: StageManifest, name: str, per_goal: dict[int, Segments],
-                   chosen: dict[int, set[int]], goals: dict, selections: dict[int, Selection],
-                   states: StateBatch, spec: ObsSpec, episode: np.ndarray, action: np.ndarray,
-                   state: np.ndarray, next_state: np.ndarray) -> int:
-    """Write one dataset in shards of about ROWS_PER_SHARD rows; returns its rows."""
+def _write_dataset(run: RunDir, manifest: StageManifest, name: str, data: _Data, chosen: dict[int, list[int]],
+                   goals: dict, selections: dict[int, Selection], reader: Any, spec: ObsSpec) -> int:
+    """Write one dataset in shards of about ROWS_PER_SHARD rows; returns its rows.
+
+    The chosen rows' states (at most twice the row cap) are read once, not the state table."""
+    picked: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for gid in sorted(chosen):
+        seg = data.segments(gid)
+        mask = np.isin(seg.segment, sorted(chosen[gid]))
+        picked[gid] = (seg.rows[mask], seg.segment[mask], seg.reward[mask])
+    all_rows = np.concatenate([p[0] for p in picked.values()] or [np.zeros(0, np.int64)])
+    needed = np.unique(np.concatenate([data.state[all_rows], data.next_state[all_rows]]))
+    states = StateBatch.from_blobs(reader.take(needed)) if len(needed) else None
     pending: list[pa.Table] = []
     pending_rows, part, total = 0, 0, 0
 
@@ -241,33 +280,31 @@ def _write_dataset(run: RunDir, manifest: StageManifest, name: str, per_goal: di
         manifest.add(run, {"name": file, **run.write_shard(table, DATA, file)})
         pending, pending_rows, part = [], 0, part + 1
 
-    for gid in sorted(chosen):
-        seg = per_goal[gid]
-        mask = np.isin(seg.segment, sorted(chosen[gid]))
-        rows, segment, reward = seg.rows[mask], seg.segment[mask], seg.reward[mask]
-        used = np.unique(np.concatenate([state[rows], next_state[rows]]))
-        abstract = abstract_batch(StateBatch(states.grids[used], states.header[used]), selections[gid])
+    for gid, (rows, segment, reward) in picked.items():
+        state, next_state = data.state[rows], data.next_state[rows]
+        used = np.unique(np.concatenate([state, next_state]))
+        at = np.searchsorted(needed, used)
+        abstract = abstract_batch(StateBatch(states.grids[at], states.header[at]), selections[gid])
         obs_of = featurize(abstract, features.goal_type_tag(goals[gid]), spec)
-        where = {int(s): i for i, s in enumerate(used)}
-        obs = obs_of[[where[int(s)] for s in state[rows]]]
-        new_obs = obs_of[[where[int(s)] for s in next_state[rows]]]
+        obs = obs_of[np.searchsorted(used, state)]
+        new_obs = obs_of[np.searchsorted(used, next_state)]
         last = np.ones(rows.size, dtype=bool)
         last[:-1] = segment[1:] != segment[:-1]
         first = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
         t = np.arange(rows.size) - np.repeat(first, np.diff(np.r_[first, rows.size]))
         terminated = reward > 0
         table = pa.table({
-            "eps_id": pa.array([f"g{gid}-e{int(episode[r])}-s{int(k)}" for r, k in zip(rows, segment)]),
+            "eps_id": pa.array([f"g{gid}-e{int(data.episode[r])}-s{int(k)}" for r, k in zip(rows, segment)]),
             "t": pa.array(t),
             "obs": _matrix(obs),
-            "actions": pa.array(action[rows]),
+            "actions": pa.array(data.action[rows]),
             "rewards": pa.array(reward.astype(np.float32)),
             "new_obs": _matrix(new_obs),
             "terminateds": pa.array(terminated),
             "truncateds": pa.array(last & ~terminated),
             "goal_id": pa.array(np.full(rows.size, gid, np.int32)),
-            "state_id": pa.array(state[rows].astype(np.int32)),
-            "next_state_id": pa.array(next_state[rows].astype(np.int32)),
+            "state_id": pa.array(state.astype(np.int32)),
+            "next_state_id": pa.array(next_state.astype(np.int32)),
         })
         pending.append(table)
         pending_rows += table.num_rows

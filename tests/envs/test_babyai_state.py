@@ -115,3 +115,27 @@ def test_state_from_env_while_carrying() -> None:
         assert state.agent == tuple(int(v) for v in u.agent_pos)
         return
     pytest.fail("the bot picked up nothing on 5 layouts")
+
+
+def test_the_world_reuses_the_grid_encoding_only_while_the_grid_is_unchanged() -> None:
+    """BabyAIWorld.state() caches the grid's encoding between grid-changing actions; over
+    random episodes with many pickups, drops and door toggles it always equals a full
+    encoding of the env."""
+    from teduo_ray.envs.babyai.state import state_from_env
+    from teduo_ray.envs.babyai.world import GRID_ACTIONS, BabyAIWorld
+
+    world = BabyAIWorld("BabyAI-Synth-v0")
+    rng = np.random.default_rng(0)
+    changed = 0
+    for episode in range(6):
+        assert world.reset(episode, rng) == state_from_env(world.u)
+        for _ in range(150):
+            action = int(rng.choice([0, 1, 2, 3, 4, 5], p=[0.15, 0.15, 0.25, 0.15, 0.15, 0.15]))
+            before = world.u.grid.encode()
+            world.step(action)
+            after = world.u.grid.encode()
+            if not np.array_equal(before, after):
+                assert action in GRID_ACTIONS
+                changed += 1
+            assert world.state() == state_from_env(world.u)
+    assert changed > 10  # the episodes did pick up, drop and toggle

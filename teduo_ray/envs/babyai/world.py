@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from teduo_ray.envs.babyai.constants import OBJECT_TO_IDX
 from teduo_ray.envs.babyai.goals import Goal
-from teduo_ray.envs.babyai.state import state_from_env
+from teduo_ray.envs.babyai.state import encode_state
 
 
 @contextlib.contextmanager
@@ -62,6 +63,13 @@ def make_instr(goal: Goal) -> Any | None:
     return None
 
 MAX_BOT_SEARCHES = 200  # path searches per bot action; a normal re-plan needs a handful
+# The only minigrid actions that change the grid in BabyAI levels (nothing else moves: the
+# agent is not part of the grid's encoding): pickup, drop, toggle, and each changes at most
+# the cell in front of the agent (a box toggles into its contents there). So the grid's
+# encoding, a Python loop over every cell that was ~60% of an evaluation step on 22x22, is
+# made once per episode and then patched at that one cell.
+GRID_ACTIONS = frozenset((3, 4, 5))
+_EMPTY_CELL = (OBJECT_TO_IDX["empty"], 0, 0)
 
 
 class BabyAIWorld:
@@ -83,6 +91,7 @@ class BabyAIWorld:
         # bot renders its own view); building it was ~45% of a collection step.
         self.u.gen_obs = lambda: {}
         self.bot: Any | None = None
+        self._grid: np.ndarray | None = None  # the grid's encoding, until an action changes it
         self._searches = 0
         self._last_action: int | None = None
         self._keep_carrying = False
@@ -101,6 +110,7 @@ class BabyAIWorld:
         self.u.max_steps = 10**9  # the caller owns the step limit
         self.u.step_count = 0
         self.bot = None
+        self._grid = None
         self._last_action = None
         # "and" goals with a pick_up part: keep holding the object (the bot's PickupInstr
         # plan drops it right away), so "carrying X while ..." states appear in the data.
@@ -117,12 +127,22 @@ class BabyAIWorld:
         return self.state()
 
     def state(self) -> bytes:
-        return state_from_env(self.u)
+        """The encoded current state (equal to ``state_from_env``; the grid part is cached)."""
+        if self._grid is None:
+            self._grid = self.u.grid.encode()
+        u = self.u
+        carrying = u.carrying.encode()[:2] if u.carrying is not None else None
+        return encode_state(self._grid, u.agent_pos, u.agent_dir, carrying)
 
     def step(self, action: int) -> bool:
         """Take an action; True when the current mission's verifier reports success."""
         _, _, terminated, _, _ = self.env.step(int(action))
         self._last_action = int(action)
+        if action in GRID_ACTIONS and self._grid is not None:
+            fx, fy = self.u.front_pos
+            if 0 <= fx < self._grid.shape[0] and 0 <= fy < self._grid.shape[1]:
+                cell = self.u.grid.get(int(fx), int(fy))
+                self._grid[fx, fy] = cell.encode() if cell is not None else _EMPTY_CELL
         return bool(terminated)
 
     def bot_action(self) -> int:

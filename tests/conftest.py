@@ -41,13 +41,14 @@ def small_config(run_dir: Path | str, *overrides: str) -> RunConfig:
     )
 
 
-def run_teduo(*args: str, timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """Run the real `teduo` CLI in a subprocess."""
+def run_teduo(*args: str, timeout: float = 300, text: bool = True, **kwargs: object) -> subprocess.CompletedProcess:
+    """Run the real `teduo` CLI in a subprocess (``text=False``: bytes, e.g. to see the "\r"
+    of progress-bar redraws, which text mode turns into newlines)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "teduo_ray.cli", *args],
         capture_output=True,
-        text=True,
+        text=text,
         timeout=timeout,
         cwd=REPO,
         env=env,

@@ -19,14 +19,15 @@ SHRUNK = ("env.train_layouts=4", "data.episodes_per_layout=5", "data.episodes_pe
 
 def test_teduo_run_goes_end_to_end_and_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    first = run_teduo("run", "jobs/tiny.yaml", f"run_dir={run}", *SHRUNK, timeout=850)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    first = run_teduo("run", "jobs/tiny.yaml", f"run_dir={run}", *SHRUNK, timeout=850, text=False)
+    out, err = first.stdout.decode(errors="replace"), first.stderr.decode(errors="replace")
+    assert first.returncode == 0, out[-3000:] + err[-3000:]
     # the console: one progress bar per stage (redraws end in \r, a finished bar in \n), and
     # <= 80 lines in all; the rest is in RUN/logs/
-    lines = first.stdout.splitlines() + first.stderr.split("\n")
-    bars = [line for line in first.stderr.split("\n") if "|" in line and "%" in line]
+    bars = [line for line in err.split("\n") if "%|" in line]
     assert len(bars) <= 8, bars
-    assert len([line for line in lines if line.strip()]) <= 80, first.stdout + first.stderr
+    lines = out.split("\n") + err.split("\n")
+    assert len([line for line in lines if line.strip()]) <= 80, out + err
     summary = json.loads((run / "eval" / "summary.json").read_text())
     assert summary["methods"] == ["random", "bot", "qtable", "bc", "cql", "prompted", "finetuned"]
     assert not summary["skipped"]

@@ -13,8 +13,6 @@ llm/tiny.py; this module only decides which directory (local or a run-directory 
 
 from __future__ import annotations
 
-import os
-
 from teduo_ray.config import RunConfig
 from teduo_ray.errors import TeduoError
 from teduo_ray.llm.loading import local_model_dir

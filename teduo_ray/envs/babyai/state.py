@@ -70,10 +70,11 @@ def decode_state(blob: bytes) -> GridState:
     return GridState(grid, (ax, ay), direction, carrying, role if carry_type else 0)
 
 
-def state_from_env(env: Any) -> bytes:
-    """Encode the current state of an (unwrapped) minigrid env."""
+def state_from_env(env: Any, grid: np.ndarray | None = None) -> bytes:
+    """Encode the current state of an (unwrapped) minigrid env; ``grid``: the env grid's
+    encoding when the caller already has it (BabyAIWorld caches it between changes)."""
     carrying = env.carrying.encode()[:2] if env.carrying is not None else None
-    return encode_state(env.grid.encode(), env.agent_pos, env.agent_dir, carrying)
+    return encode_state(env.grid.encode() if grid is None else grid, env.agent_pos, env.agent_dir, carrying)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 
 from teduo_ray.envs.babyai.constants import OBJECT_TO_IDX
 from teduo_ray.envs.babyai.goals import Goal
-from teduo_ray.envs.babyai.state import encode_state
+from teduo_ray.envs.babyai.state import state_from_env
 
 
 @contextlib.contextmanager
@@ -130,9 +130,7 @@ class BabyAIWorld:
         """The encoded current state (equal to ``state_from_env``; the grid part is cached)."""
         if self._grid is None:
             self._grid = self.u.grid.encode()
-        u = self.u
-        carrying = u.carrying.encode()[:2] if u.carrying is not None else None
-        return encode_state(self._grid, u.agent_pos, u.agent_dir, carrying)
+        return state_from_env(self.u, self._grid)
 
     def step(self, action: int) -> bool:
         """Take an action; True when the current mission's verifier reports success."""

@@ -18,7 +18,7 @@ from teduo_ray.console import say
 from teduo_ray.errors import TeduoError
 from teduo_ray.pipeline import STAGES
 
-BENCHMARKS = ("collect", "label", "learn", "finetune", "evaluate", "seeds", "noise", "gpu")
+BENCHMARKS = ("collect", "label", "learn", "finetune", "evaluate", "eval_cache", "seeds", "noise", "gpu")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:

@@ -437,6 +437,10 @@ class EvalConfig:
         llm_replicas: LLM actors (needs ``llm_in_actor``); each step's queries are split
             among them (data-parallel: one per GPU, or one per core on a CPU node). The
             actions do not depend on this number.
+        llm_cache_entries: distinct prompts whose action scores each LLM policy (replica)
+            keeps, LRU (0 = off). A failing agent revisits the same states for hundreds of
+            steps; the cache changes no action's distribution, only the forward passes.
+            ~200 bytes per entry.
     """
 
     methods: tuple[EvalMethod, ...] = EVAL_METHODS  # type: ignore[assignment]
@@ -451,6 +455,7 @@ class EvalConfig:
     llm_in_actor: bool = False
     llm_gpus: float = 0.0
     llm_replicas: int = 1
+    llm_cache_entries: int = 200_000
 
     def __post_init__(self) -> None:
         _require(len(self.methods) > 0, "eval.methods", f"name at least one of {', '.join(EVAL_METHODS)}")
@@ -468,6 +473,7 @@ class EvalConfig:
         _require(self.llm_gpus >= 0, "eval.llm_gpus", "must be >= 0")
         _require(self.llm_in_actor or self.llm_gpus == 0, "eval.llm_gpus", "needs eval.llm_in_actor=true")
         _require(self.llm_replicas >= 1, "eval.llm_replicas", "must be >= 1")
+        _require(self.llm_cache_entries >= 0, "eval.llm_cache_entries", "must be >= 0")
         _require(self.llm_in_actor or self.llm_replicas == 1, "eval.llm_replicas", "needs eval.llm_in_actor=true")
 
 

@@ -161,12 +161,15 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
             t0 = time.perf_counter()
             results = run_episodes(cfg, policy, specs, sel_json, policy_rng(cfg, name), actors, progress)
             timings[name] = time.perf_counter() - t0
+            stats = policy.stats() if hasattr(policy, "stats") else {}  # LLM: forward vs cached prompts
+            if stats:
+                log.info("eval %s: %s", name, stats)
             if hasattr(policy, "close"):  # LLM replicas: free their CPUs / GPUs for the next method
                 policy.close()
             del policy
             table = M.episode_table(name, results)
             manifest.add(run, {"name": name, **run.write_shard(table, EVAL, "methods", f"{name}.parquet"),
-                               "seconds": round(timings[name], 3), "upstream": upstream})
+                               "seconds": round(timings[name], 3), "upstream": upstream, **stats})
             ran.append(name)
     finally:
         if actors:

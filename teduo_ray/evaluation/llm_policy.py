@@ -8,12 +8,20 @@ tokens are decoded: the next-token logits are restricted to the digits "0".."6" 
 ids), then argmax (temperature 0) or a sample from softmax(logits / T). Where a tokenizer does
 not give each digit its own token after "[", each of the 7 candidate continuations is scored
 instead (sum of its token log-probabilities), which needs 7 sequences per query.
+
+Scores are cached per distinct query (bounded LRU, ``cache_entries``): an agent that fails
+walks in circles, turns in place and bumps into walls for up to 500 steps, so the same
+(state, goal) query comes back again and again. A prompt's scores do not depend on what else
+is in the batch (up to float rounding), so the cache changes no action's distribution, only
+how many prompts an evaluation renders and runs through the model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -91,6 +99,8 @@ class LLMPolicy:
         device: "cpu", "cuda", ... (None = cuda when available).
         share_prefix: encode the prompts' common prefix once per micro-batch and share its
             KV cache (same scores up to float rounding; off = whole prompts, left-padded).
+        cache_entries: distinct queries whose scores are kept (LRU; 0 = no cache). Memory
+            is about 200 bytes per entry (a 16-byte digest and NUM_ACTIONS floats).
     """
 
     def __init__(
@@ -103,6 +113,7 @@ class LLMPolicy:
         name: str = "llm",
         device: str | None = None,
         share_prefix: bool = True,
+        cache_entries: int = 0,
     ) -> None:
         import torch
 
@@ -115,6 +126,7 @@ class LLMPolicy:
         self.micro_batch = micro_batch
         self.tokenizer, self.model, self.device = load_causal_lm(model_dir, device)
         self.share_prefix = share_prefix
+        self.cache = ScoreCache(cache_entries)
         # transformers renamed the KV-cache argument past_key_values -> cache (5.2x); take either
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT
         self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
@@ -134,6 +146,11 @@ class LLMPolicy:
     def prompts(self, queries: Sequence[Query]) -> list[str]:
         texts = state_texts(queries, self.text_mode)
         return [self.prompt(s, q.goal_text) for s, q in zip(texts, queries)]
+
+    def scores(self, queries: Sequence[Query]) -> np.ndarray:
+        """(N, NUM_ACTIONS) action scores of the queries; cached queries (and repeats within
+        the batch) are neither rendered nor run through the model again."""
+        return self.cache.scores(queries, lambda qs: self.action_logits(self.prompts(qs)))
 
     def action_logits(self, prompts: list[str]) -> np.ndarray:
         """(N, NUM_ACTIONS) scores of the actions after each prompt.
@@ -214,10 +231,61 @@ class LLMPolicy:
             scores[r] = logp[r, pos - 1, ids[r, pos]].sum()
         return scores.view(len(prompts), NUM_ACTIONS).numpy()
 
+    def stats(self) -> dict[str, int]:
+        """Prompts scored by a forward pass (``forward_prompts``) and answered from the cache."""
+        return {"forward_prompts": self.cache.misses, "cached_prompts": self.cache.hits}
+
     def act(self, queries: Sequence[Query], rng: np.random.Generator) -> np.ndarray:
         if not queries:
             return np.zeros(0, np.int64)
-        return choose(self.action_logits(self.prompts(queries)), self.temperature, rng)
+        return choose(self.scores(queries), self.temperature, rng)
+
+
+class ScoreCache:
+    """Bounded LRU of per-query action scores, keyed by a 16-byte digest of what the prompt is
+    made of (state bytes, goal wording, abstraction): a hit skips rendering and the forward.
+
+    Args:
+        entries: capacity (0 = off: every call computes every query).
+    """
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self.rows: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(q: Query) -> bytes:
+        h = hashlib.blake2b(q.state, digest_size=16)
+        h.update(b"\0" + q.goal_text.encode() + b"\0" + q.selection.encode())
+        return h.digest()
+
+    def scores(self, queries: Sequence[Query], compute) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """(N, NUM_ACTIONS) scores; ``compute(distinct missing queries)`` fills the misses."""
+        if self.entries <= 0:
+            self.misses += len(queries)
+            return compute(list(queries))
+        out = np.zeros((len(queries), NUM_ACTIONS), np.float32)
+        missing: dict[bytes, list[int]] = {}
+        for i, q in enumerate(queries):
+            k = self.key(q)
+            row = self.rows.get(k)
+            if row is None:
+                missing.setdefault(k, []).append(i)
+            else:
+                self.rows.move_to_end(k)
+                out[i] = row
+        self.hits += len(queries) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            fresh = compute([queries[rows[0]] for rows in missing.values()])
+            for (k, rows), row in zip(missing.items(), fresh):
+                out[rows] = row
+                self.rows[k] = row.copy()
+            while len(self.rows) > self.entries:
+                self.rows.popitem(last=False)
+        return out
 
 
 def choose(scores: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:

@@ -64,6 +64,8 @@ class LLMReplicas:
 
     The driver joins the scores and picks the actions with its own random generator, so the
     actions do not depend on the number of replicas (up to float rounding of the scores).
+    A goal's queries always go to the same replica (``goal_id % replicas``), so each
+    replica's prompt cache sees every repeat of its goals' prompts.
     """
 
     def __init__(self, factory: Callable[[], Any], name: str, replicas: int, num_cpus: float,
@@ -76,7 +78,10 @@ class LLMReplicas:
                 self.policy = factory()
 
             def scores(self, queries: Sequence[Query]) -> np.ndarray:
-                return self.policy.action_logits(self.policy.prompts(queries))
+                return self.policy.scores(queries)
+
+            def stats(self) -> dict[str, int]:
+                return self.policy.stats()
 
         self.name = name
         self.temperature = temperature
@@ -89,10 +94,20 @@ class LLMReplicas:
         from teduo_ray.evaluation.llm_policy import choose
 
         queries = list(queries)
-        per = -(-len(queries) // len(self.actors)) or 1
-        refs = [a.scores.remote(queries[i : i + per]) for a, i in zip(self.actors, range(0, len(queries), per))]
-        scores = np.concatenate(ray.get(refs)) if refs else np.zeros((0, NUM_ACTIONS), np.float32)
+        n = len(self.actors)
+        rows = [[i for i, q in enumerate(queries) if q.goal_id % n == k] for k in range(n)]
+        refs = {k: self.actors[k].scores.remote([queries[i] for i in r]) for k, r in enumerate(rows) if r}
+        scores = np.zeros((len(queries), NUM_ACTIONS), np.float32)
+        for k, part in zip(refs, ray.get(list(refs.values()))):
+            scores[rows[k]] = part
         return choose(scores, self.temperature, rng)
+
+    def stats(self) -> dict[str, int]:
+        """Prompts scored by a forward pass and prompts answered from the cache, all replicas."""
+        import ray
+
+        parts = ray.get([a.stats.remote() for a in self.actors])
+        return {k: sum(p[k] for p in parts) for k in parts[0]} if parts else {}
 
     def close(self) -> None:
         import ray
@@ -110,7 +125,8 @@ def _llm(which: str, name: str) -> Callable[[RunConfig], Policy]:
 
         def factory() -> Policy:
             return LLMPolicy(model_dir, cfg.env.text_mode, temperature=ev.temperature,
-                             micro_batch=ev.llm_batch_size, torch_threads=ev.torch_threads, name=name)
+                             micro_batch=ev.llm_batch_size, torch_threads=ev.torch_threads, name=name,
+                             cache_entries=ev.llm_cache_entries)
 
         if ev.llm_in_actor:
             from teduo_ray.runtime import pool_size

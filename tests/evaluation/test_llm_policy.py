@@ -11,7 +11,7 @@ from teduo_ray.envs import get_adapter
 from teduo_ray.envs.babyai.constants import NUM_ACTIONS
 from teduo_ray.envs.babyai.text import render_state
 from teduo_ray.envs.babyai.world import BabyAIWorld
-from teduo_ray.evaluation.llm_policy import ANSWER_OPEN, LLMPolicy, digit_token_ids, state_texts
+from teduo_ray.evaluation.llm_policy import ANSWER_OPEN, LLMPolicy, ScoreCache, digit_token_ids, state_texts
 from teduo_ray.evaluation.policy import Query
 from teduo_ray.labeling.abstraction import abstract_blobs, rules_selection
 from teduo_ray.labeling.vocabulary import vocabulary_corpus
@@ -130,17 +130,40 @@ def test_llm_replicas_act_like_the_local_policy(model_dir: Path, queries: list[Q
     stream are exactly those of the in-driver policy, whatever the number of replicas."""
     from teduo_ray.evaluation.methods import LLMReplicas
 
-    def factory() -> LLMPolicy:
-        return LLMPolicy(str(model_dir), "egocentric", temperature=0.7)
+    def factory() -> LLMPolicy:  # the replicas cache scores, the local policy does not
+        return LLMPolicy(str(model_dir), "egocentric", temperature=0.7, cache_entries=1000)
 
     remote = LLMReplicas(factory, "finetuned", replicas, num_cpus=0.25, num_gpus=0.0, temperature=0.7)
-    local = factory()
+    local = LLMPolicy(str(model_dir), "egocentric", temperature=0.7)
     r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
     for _ in range(2):
         np.testing.assert_array_equal(remote.act(queries, r1), local.act(queries, r2))
     assert r1.integers(1 << 30) == r2.integers(1 << 30)
     assert remote.act([], r1).shape == (0,)
+    distinct = len({ScoreCache.key(q) for q in queries})
+    assert remote.stats() == {"forward_prompts": distinct, "cached_prompts": 2 * len(queries) - distinct}
     remote.close()
+
+
+def test_score_cache_changes_no_action_and_stays_bounded(model_dir: Path, queries: list[Query]) -> None:
+    """eval.llm_cache_entries: repeated queries (an agent stuck in a loop) are answered from
+    the cache; the sampled actions are those of the uncached policy, and the cache never
+    holds more than its capacity."""
+    plain = LLMPolicy(str(model_dir), "egocentric", temperature=0.7)
+    cached = LLMPolicy(str(model_dir), "egocentric", temperature=0.7, cache_entries=8)
+    steps = [queries[i : i + 6] + queries[:3] for i in range(0, len(queries), 4)] * 2
+    r1, r2 = np.random.default_rng(1), np.random.default_rng(1)
+    for step in steps:
+        np.testing.assert_array_equal(cached.act(step, r1), plain.act(step, r2))
+        assert len(cached.cache.rows) <= 8
+    st = cached.stats()
+    assert st["forward_prompts"] + st["cached_prompts"] == sum(map(len, steps))
+    assert 0 < st["forward_prompts"] < sum(map(len, steps))
+    assert plain.stats()["cached_prompts"] == 0
+    # a different goal wording or abstraction of the same state is a different query
+    q = queries[1]
+    assert ScoreCache.key(q) != ScoreCache.key(Query(q.state, q.goal_text + " now", q.goal_key, q.goal_id, q.selection))
+    assert ScoreCache.key(q) != ScoreCache.key(Query(q.state, q.goal_text, q.goal_key, q.goal_id, ""))
 
 
 @pytest.mark.gpu

@@ -23,21 +23,16 @@ from typing import Any
 
 def run_once(job: str, overrides: list[str], method: str) -> dict[str, Any]:
     from teduo_ray.config import load_config
-    from teduo_ray.envs import get_adapter
-    from teduo_ray.evaluation.episodes import plan_episodes
-    from teduo_ray.evaluation.evaluate import policy_rng
+    from teduo_ray.evaluation.evaluate import planned_episodes, policy_rng
     from teduo_ray.evaluation.methods import build_policy
     from teduo_ray.evaluation.rollout import make_actors, run_episodes
-    from teduo_ray.evaluation.selection import goal_selections
     from teduo_ray.rundir import RunDir
     from teduo_ray.runtime import init_ray
 
     cfg = load_config(job, overrides)
     init_ray(cfg.ray)
-    specs, _ = plan_episodes(cfg)
-    goal_ids = {s.goal_id for s in specs}
-    entries = [e for e in get_adapter(cfg.env, cfg.seed).goal_catalogue() if e.goal_id in goal_ids]
-    selections = {g: v["selection"] for g, v in goal_selections(cfg, RunDir(cfg.run_dir), entries).items()}
+    specs, _, chosen = planned_episodes(cfg, RunDir(cfg.run_dir))
+    selections = {g: v["selection"] for g, v in chosen.items()}
     policy = build_policy(cfg, method)
     actors = make_actors(cfg)
     start = time.perf_counter()
@@ -59,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--method", default="finetuned")
     ap.add_argument("--json", default="")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # overrides may come before or after the options
     from teduo_ray.config import load_config
 
     cache = load_config(args.job, args.overrides).eval.llm_cache_entries or 200_000

@@ -437,8 +437,8 @@ class EvalConfig:
         llm_replicas: LLM actors (needs ``llm_in_actor``); each step's queries are split
             among them (data-parallel: one per GPU, or one per core on a CPU node). The
             actions do not depend on this number.
-        llm_cache_entries: distinct prompts whose action scores each LLM policy (replica)
-            keeps, LRU (0 = off). A failing agent revisits the same states for hundreds of
+        llm_cache_entries: distinct (state, goal wording, abstraction) queries whose action
+            scores each LLM policy (replica) keeps, LRU (0 = off). A failing agent revisits the same states for hundreds of
             steps; the cache changes no action's distribution, only the forward passes.
             ~200 bytes per entry.
     """

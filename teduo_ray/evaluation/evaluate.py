@@ -29,7 +29,7 @@ import pyarrow as pa
 from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.envs import get_adapter
 from teduo_ray.evaluation import metrics as M
-from teduo_ray.evaluation.episodes import CELLS, plan_episodes
+from teduo_ray.evaluation.episodes import CELLS, EpisodeSpec, plan_episodes
 from teduo_ray.evaluation.methods import MethodUnavailable, build_policy, check_models, upstream_fingerprint
 from teduo_ray.evaluation.rollout import make_actors, run_episodes
 from teduo_ray.evaluation.selection import goal_selections
@@ -118,6 +118,15 @@ def build_summary(cfg: RunConfig, table: pa.Table, skipped: dict[str, str], empt
     }
 
 
+def planned_episodes(cfg: RunConfig, run: RunDir) -> tuple[list[EpisodeSpec], dict[str, str], dict[int, dict[str, Any]]]:
+    """The planned episodes, the cells left empty (with why), and goal id -> the abstraction
+    of each goal they use (``goal_selections``; made once and kept in ``RUN/eval/``)."""
+    specs, empty_cells = plan_episodes(cfg)
+    goal_ids = {s.goal_id for s in specs}
+    entries = [e for e in get_adapter(cfg.env, cfg.seed).goal_catalogue() if e.goal_id in goal_ids]
+    return specs, empty_cells, goal_selections(cfg, run, entries, EVAL)
+
+
 def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
     """Run every configured method on the planned episodes; resumable per method.
 
@@ -136,10 +145,7 @@ def evaluate(cfg: RunConfig, progress: bool = True) -> EvalResult:
     manifest = StageManifest.load_or_create(run, EVAL, config_hash(cfg), len(cfg.eval.methods))
     manifest.verified(run)  # a damaged method table: that method is evaluated again
     manifest.num_shards = len(set(manifest.shards) | set(cfg.eval.methods))
-    specs, empty_cells = plan_episodes(cfg)
-    goal_ids = {s.goal_id for s in specs}
-    entries = [e for e in get_adapter(cfg.env, cfg.seed).goal_catalogue() if e.goal_id in goal_ids]
-    selections = goal_selections(cfg, run, entries, EVAL)
+    specs, empty_cells, selections = planned_episodes(cfg, run)
     sel_json = {gid: v["selection"] for gid, v in selections.items()}
 
     ran, reused, skipped, timings = [], [], {}, {}

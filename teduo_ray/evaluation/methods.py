@@ -65,7 +65,7 @@ class LLMReplicas:
     The driver joins the scores and picks the actions with its own random generator, so the
     actions do not depend on the number of replicas (up to float rounding of the scores).
     A goal's queries always go to the same replica (``goal_id % replicas``), so each
-    replica's prompt cache sees every repeat of its goals' prompts.
+    replica's score cache sees every repeat of its goals' queries.
     """
 
     def __init__(self, factory: Callable[[], Any], name: str, replicas: int, num_cpus: float,

@@ -101,3 +101,43 @@ def actor_pool_map(cls: type, args: tuple[Any, ...], method: str, items: list[tu
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def resumable_goal_shards(run: Any, folder: str, config_hash: str, shards: dict[str, list[Any]], cfg_ray: RayConfig,
+                          cls: type, args: tuple[Any, ...], method: str, num_actors: int, num_cpus: float,
+                          num_gpus: float = 0.0, bar: str = "", progress: bool = True) -> tuple[Any, int]:
+    """Run ``actor.<method>(name, goals)`` for every shard of goals not yet in ``folder``'s
+    manifest, on :func:`actor_pool_map`'s pool, recording each returned shard record as it
+    finishes; return the saved :class:`~teduo_ray.rundir.StageManifest` and how many shards
+    were computed now.
+
+    The one resumable loop of the per-goal actor stages (labeling's all-pairs step, learn): a
+    config change discards stale shards, finished shards are kept across a killed run, and
+    only the shards still missing are sent. Each record must carry ``goal_ids``.
+
+    Args:
+        run: the run directory (a RunDir).
+        folder: the stage's folder under the run directory.
+        config_hash: what the shards depend on.
+        shards: shard name -> the goals it holds (whatever ``method`` takes).
+        cfg_ray: how to reach Ray (started only when there is work).
+        bar: the progress bar's label; ``progress=False`` hides it.
+    """
+    from teduo_ray.console import progress_bar
+    from teduo_ray.rundir import StageManifest
+
+    manifest = StageManifest.load_or_create(run, folder, config_hash, len(shards), replace_stale=True)
+    manifest.verified(run)
+    run.remove_temporaries(folder)
+    todo = [(name, goals) for name, goals in shards.items() if name not in manifest.shards]
+    if todo:
+        init_ray(cfg_ray)
+        total = sum(len(goals) for goals in shards.values())
+        done = total - sum(len(goals) for _, goals in todo)
+        with progress_bar(bar or folder, total, "goal", done, not progress) as pbar:
+            for record in actor_pool_map(cls, args, method, todo, num_actors, num_cpus, num_gpus):
+                manifest.add(run, record)
+                pbar.update(len(record["goal_ids"]))
+    manifest.complete = len(manifest.shards) == len(shards)
+    manifest.save(run)
+    return manifest, len(todo)

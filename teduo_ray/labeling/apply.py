@@ -195,24 +195,11 @@ class RewardLabelActor:
 def apply_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], meta: dict[str, Any],
                        config_hash: str, progress: bool) -> StageManifest:
     """Label every (state, training goal) pair on a pool of Ray actors, a block of goals per shard."""
-    from teduo_ray.console import progress_bar
-    from teduo_ray.runtime import actor_pool_map, init_ray
+    from teduo_ray.runtime import resumable_goal_shards
 
     lab = cfg.labeling
-    shards = goal_blocks(specs, lab.goals_per_task)
-    manifest = StageManifest.load_or_create(run, LABELS, config_hash, len(shards), replace_stale=True)
-    manifest.verified(run)
-    run.remove_temporaries(LABELS)
-    todo = [(name, block) for name, block in shards.items() if name not in manifest.shards]
-    if todo:
-        init_ray(cfg.ray)
-        goals_done = sum(len(b) for n, b in shards.items() if n in manifest.shards)
-        with progress_bar("all pairs", len(specs), "goal", goals_done, not progress) as bar:
-            args = (cfg.run_dir, meta, lab.torch_threads, lab.state_block, lab.reward_gpus > 0)
-            for record in actor_pool_map(RewardLabelActor, args, "label_shard", todo, lab.num_actors,
-                                         lab.actor_cpus, lab.reward_gpus):
-                manifest.add(run, record)
-                bar.update(len(record["goal_ids"]))
-    manifest.complete = len(manifest.shards) == len(shards)
-    manifest.save(run)
+    args = (cfg.run_dir, meta, lab.torch_threads, lab.state_block, lab.reward_gpus > 0)
+    manifest, _ = resumable_goal_shards(run, LABELS, config_hash, goal_blocks(specs, lab.goals_per_task), cfg.ray,
+                                        RewardLabelActor, args, "label_shard", lab.num_actors, lab.actor_cpus,
+                                        lab.reward_gpus, bar="all pairs", progress=progress)
     return manifest

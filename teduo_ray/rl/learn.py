@@ -27,7 +27,7 @@ from teduo_ray.errors import DataError
 from teduo_ray.layout import LABELS, POLICIES, POLICY_SCHEMA
 from teduo_ray.rl.mdp import EmpiricalMDP, build_mdp
 from teduo_ray.rl.solver import greedy_steps
-from teduo_ray.rundir import MANIFEST, RunDir, StageManifest
+from teduo_ray.rundir import MANIFEST, RunDir
 from teduo_ray.runtime import node_id
 
 LABEL_COLUMNS = ("goal_id", "state_id", "label")
@@ -141,13 +141,12 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
         cfg: the run config.
         progress: show a progress bar over goals.
     """
-    from teduo_ray.console import progress_bar
-    from teduo_ray.runtime import actor_pool_map, init_ray
+    from teduo_ray.envs.babyai.constants import NUM_ACTIONS
+    from teduo_ray.runtime import resumable_goal_shards
+    from teduo_ray.schemas import ID_TRANSITIONS_TABLE, LABELS_TABLE
 
     start = time.perf_counter()
     run = RunDir(cfg.run_dir)
-    from teduo_ray.schemas import ID_TRANSITIONS_TABLE, LABELS_TABLE
-
     run.check(LABELS_TABLE)
     run.check(ID_TRANSITIONS_TABLE)
     intern_states(cfg)
@@ -155,23 +154,10 @@ def learn(cfg: RunConfig, progress: bool = True) -> LearnResult:
     goal_ids = training_goal_ids(cfg)
     per = cfg.rl.goals_per_shard
     shards = {f"part-{k:05d}": goal_ids[i : i + per] for k, i in enumerate(range(0, len(goal_ids), per))}
-    manifest = StageManifest.load_or_create(run, POLICIES, learn_hash(cfg), len(shards), replace_stale=True)
-    manifest.verified(run)
-    run.remove_temporaries(POLICIES)
-    todo = [(name, ids) for name, ids in shards.items() if name not in manifest.shards]
-    if todo:
-        from teduo_ray.envs.babyai.constants import NUM_ACTIONS
-
-        init_ray(cfg.ray)
-        done_goals = sum(len(ids) for name, ids in shards.items() if name in manifest.shards)
-        with progress_bar("learn", len(goal_ids), "goal", done_goals, not progress) as bar:
-            for record in actor_pool_map(QLearningActor, (cfg.run_dir, NUM_ACTIONS), "solve_shard", todo,
-                                         cfg.rl.num_actors, cfg.rl.actor_cpus):
-                manifest.add(run, record)
-                bar.update(len(record["goal_ids"]))
-    manifest.complete = len(manifest.shards) == len(shards)
-    manifest.save(run)
-    return LearnResult(run.path(POLICIES), len(goal_ids), num_states, len(todo), manifest.rows,
+    manifest, computed = resumable_goal_shards(run, POLICIES, learn_hash(cfg), shards, cfg.ray, QLearningActor,
+                                               (cfg.run_dir, NUM_ACTIONS), "solve_shard", cfg.rl.num_actors,
+                                               cfg.rl.actor_cpus, bar="learn", progress=progress)
+    return LearnResult(run.path(POLICIES), len(goal_ids), num_states, computed, manifest.rows,
                        time.perf_counter() - start)
 
 

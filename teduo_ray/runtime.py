@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from teduo_ray.config import RayConfig
+
+if TYPE_CHECKING:
+    from teduo_ray.rundir import RunDir, StageManifest
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +106,9 @@ def actor_pool_map(cls: type, args: tuple[Any, ...], method: str, items: list[tu
             ray.kill(actor)
 
 
-def resumable_goal_shards(run: Any, folder: str, config_hash: str, shards: dict[str, list[Any]], cfg_ray: RayConfig,
+def resumable_goal_shards(run: RunDir, folder: str, config_hash: str, shards: dict[str, list[Any]], cfg_ray: RayConfig,
                           cls: type, args: tuple[Any, ...], method: str, num_actors: int, num_cpus: float,
-                          num_gpus: float = 0.0, bar: str = "", progress: bool = True) -> tuple[Any, int]:
+                          num_gpus: float = 0.0, bar: str = "", progress: bool = True) -> tuple[StageManifest, int]:
     """Run ``actor.<method>(name, goals)`` for every shard of goals not yet in ``folder``'s
     manifest, on :func:`actor_pool_map`'s pool, recording each returned shard record as it
     finishes; return the saved :class:`~teduo_ray.rundir.StageManifest` and how many shards
@@ -116,7 +119,7 @@ def resumable_goal_shards(run: Any, folder: str, config_hash: str, shards: dict[
     only the shards still missing are sent. Each record must carry ``goal_ids``.
 
     Args:
-        run: the run directory (a RunDir).
+        run: the run directory.
         folder: the stage's folder under the run directory.
         config_hash: what the shards depend on.
         shards: shard name -> the goals it holds (whatever ``method`` takes).

@@ -6,9 +6,12 @@ them are upper bounds (episodes x step cap), since bot episodes end early.
 
 Memory per worker, the formulas printed (B = bytes of a state = 7 + 3 W H, K = 2 r + 1 the
 reward model's view, A = 7 actions, S = distinct states):
-- labeling worker: state_block x (4 B + K^2 (3 + 4 x 16)) bytes: a block of raw states, its
+- labeling worker: state_block x (4 B + K^2 (3 + 4 x 17)) bytes: a block of raw states, its
   room masks and one goal's abstraction, the egocentric codes, and float planes for the
   inputs not scored yet; independent of the number of goals;
+- reward-model fit task: P x (17 K^2 + 120) bytes + one request batch (16,384 x B),
+  P = labeling.reward_max_pairs (the labeler calls when it is 0): the sampled pairs' uint8
+  input planes, float vectors and ids; bounded by the pair cap, whatever the number of goals;
 - Q-learning actor: S x A x 8 (the empirical model) + goals_per_shard x S x (4 A + 13)
   (next-state distances, BFS state) bytes;
 - driver: the picked (goal, state) ids, 8 bytes per labeler call; no per-pair table.
@@ -60,6 +63,7 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     radius = min(lab.reward_view_radius or view_radius(width, height), view_radius(width, height))
     view = (2 * radius + 1) ** 2
     label_mb = min(lab.state_block, states) * (4 * state_bytes + view * (3 + 4 * PLANES)) / 2**20
+    fit_mb = ((lab.reward_max_pairs or requests) * (PLANES * view + 120) + 16384 * state_bytes) / 2**20
     learn_mb = states * NUM_ACTIONS * 8 / 2**20 + rl.goals_per_shard * states * (4 * NUM_ACTIONS + 13) / 2**20
     per_goal = episodes * (rl.rollout_max_steps if rl.sft_states == "visited" else 1)
     if rl.sft_max_examples_per_goal:
@@ -85,7 +89,8 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
         {"stage": "label", "units": f"{lab.num_actors} {lab.backend} actors, {_fmt(math.ceil(requests / lab.requests_per_shard))} request shards, {label_shards} label shards",
          "resources": (f"{lab.actor_cpus} CPU + {lab.tensor_parallel} GPU/actor (tensor parallel)"
                        if lab.backend == "vllm" else f"{lab.actor_cpus} CPU + {lab.actor_gpus} GPU/actor")
-                      + f"; <= {_fmt(label_mb)} MiB/labeling worker (state_block={lab.state_block})",
+                      + f"; <= {_fmt(label_mb)} MiB/labeling worker (state_block={lab.state_block})"
+                      + f"; <= {_fmt(fit_mb)} MiB/reward-model fit task (reward_max_pairs={lab.reward_max_pairs})",
          "size": f"{train} train + {test} test goals; <= {_fmt(states)} states; {_fmt(llm_calls)} labeler calls; "
                  f"{_fmt(pairs)} pairs scored, rows written: {_fmt(requests)} judged + the achieved ones"},
         {"stage": "learn", "units": f"{rl.num_actors} actors, {math.ceil(train / rl.goals_per_shard)} goal shards",

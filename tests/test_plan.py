@@ -14,6 +14,7 @@ def rows(*overrides: str) -> dict[str, dict[str, str]]:
 
 def test_worker_memory_is_printed_and_independent_of_the_goal_count() -> None:
     few, many = rows("env.num_train_goals=1000"), rows("env.num_train_goals=10000")
+    assert "MiB/reward-model fit task" in few["label"]["resources"]
     for stage in ("label", "learn"):
         assert "MiB/" in few[stage]["resources"]
         assert few[stage]["resources"] == many[stage]["resources"], stage

@@ -37,6 +37,13 @@ class SFTConfig:
         lora_targets: module names LoRA adapts (Llama attention and MLP projections).
         lora_merge: export the fine-tuned model with the adapters merged into the weights
             (a plain HF model); false saves the adapter directory (PEFT) next to the base.
+        answer_actions: leading actions of each SFT answer the model is trained on (0 = the
+            whole greedy action list, the paper's format). The agent acts on the first action
+            only; a short answer focuses a small model on it.
+        goal_word_dropout: share of the goal's words replaced by random letter strings in the
+            training examples (0 = off; the paper: off). A model without pretraining knows no
+            word it was not trained on; with this it learns to act from the state, where the
+            abstraction marks the goal object, when a goal is worded in unfamiliar words.
         max_seq_len: prompt + answer tokens kept per example; longer examples are dropped
             (counted in the result), never silently truncated.
         cpus_per_worker: CPUs reserved per Ray Train worker. Fractional by default: on a
@@ -72,6 +79,8 @@ class SFTConfig:
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     lora_merge: bool = True
     max_seq_len: int = 1024
+    answer_actions: int = 0
+    goal_word_dropout: float = 0.0
     cpus_per_worker: float = 0.5
     torch_threads: int = 0
     max_failures: int = 1
@@ -96,6 +105,8 @@ class SFTConfig:
         require(not (self.bf16 and not self.use_gpu), "sft.bf16", "needs sft.use_gpu=true")
         require(self.lora_rank == 0 or len(self.lora_targets) > 0, "sft.lora_targets", "name at least one module")
         require(self.max_seq_len >= 16, "sft.max_seq_len", "must be >= 16")
+        require(0.0 <= self.goal_word_dropout < 1.0, "sft.goal_word_dropout", "must be in [0, 1)")
+        require(self.answer_actions >= 0, "sft.answer_actions", "must be >= 0 (0 = the whole action list)")
         require(self.cpus_per_worker > 0, "sft.cpus_per_worker", "must be > 0 (fractional is fine)")
         require(self.torch_threads >= 0, "sft.torch_threads", "must be >= 0 (0 = Ray's default)")
         require(self.max_failures >= 0, "sft.max_failures", "must be >= 0")

@@ -3,9 +3,10 @@
 The driver reads only ids and labels (``rewards/llm/``: goal, state, p, label), draws the
 seeded sample of at most ``labeling.reward_max_pairs`` pairs and hands it to Ray tasks (one
 for the shared model, one per goal for the paper's per-goal models). Each task streams the
-request shards for the states of its pairs, encodes them (features.py) and fits
-(reward_model.py); the threshold is set for ``labeling.precision_target`` on held-out pairs.
-A task's memory is bounded by the pair cap, whatever the number of goals or states.
+request shards for the states of its pairs, encodes them batch by batch (features.py) and
+fits (reward_model.py); the threshold is set for ``labeling.precision_target`` on held-out
+pairs. A task's memory is the pairs' encoded inputs (17 K^2 + 80 bytes each) plus one request
+batch: bounded by the pair cap, whatever the number of goals or states.
 """
 
 from __future__ import annotations
@@ -36,22 +37,6 @@ def llm_label_table(run: RunDir) -> pa.Table:
     return run.read_shards(LLM_LABELS).sort_by([("goal_id", "ascending"), ("state_id", "ascending")])
 
 
-def request_states(run: RunDir, pairs: pa.Table) -> pa.Table:
-    """``pairs`` (goal_id, state_id, ...) joined with the abstract state bytes of their
-    requests, sorted by (goal, state). Streams the request shards a batch at a time and skips
-    shards whose goal range the filter rules out, so only the wanted states are held."""
-    dataset = run.shard_dataset(REQUESTS)
-    wanted = pc.field("goal_id").isin(pc.unique(pairs["goal_id"]))
-    parts = [
-        pa.Table.from_batches([batch]).join(pairs, ["goal_id", "state_id"], join_type="inner")
-        for batch in dataset.to_batches(columns=["goal_id", "state_id", "state"], filter=wanted, batch_size=16384)
-        if batch.num_rows
-    ]
-    if not parts:
-        return pairs.append_column("state", pa.array([], pa.binary())).slice(0, 0)
-    return pa.concat_tables(parts).sort_by([("goal_id", "ascending"), ("state_id", "ascending")])
-
-
 def cap_pairs(table: pa.Table, max_pairs: int, seed: int) -> pa.Table:
     """At most ``max_pairs`` rows, a uniform sample fixed by the seed (0 = keep all)."""
     if not max_pairs or table.num_rows <= max_pairs:
@@ -60,28 +45,45 @@ def cap_pairs(table: pa.Table, max_pairs: int, seed: int) -> pa.Table:
     return table.take(pa.array(np.sort(np.argsort(u, kind="stable")[:max_pairs])))
 
 
-def encode_pairs(table: pa.Table, tags: dict[int, str], radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Model inputs of labeled pairs sorted by goal; the one-hot planes as uint8 (a quarter
-    of float32's memory)."""
-    gids = table["goal_id"].to_numpy()
-    planes, vectors = [], []
-    for gid in np.unique(gids):
-        rows = np.flatnonzero(gids == gid)
-        batch = StateBatch.from_blobs(table["state"].take(pa.array(rows)).to_pylist())
-        p, v = features.encode(batch, tags[int(gid)], radius)
-        planes.append(p.astype(np.uint8))
-        vectors.append(v)
-    return np.concatenate(planes), np.concatenate(vectors)
+def encode_pairs(run: RunDir, pairs: pa.Table, tags: dict[int, str], radius: int) -> tuple[np.ndarray, ...]:
+    """Model inputs of ``pairs`` (goal_id, state_id, ...) in their row order: the one-hot
+    planes as uint8 (a quarter of float32's memory) and the vectors, plus a mask of the rows
+    whose state was found in the requests (all, unless the run directory was tampered with).
+
+    Streams the request shards a batch at a time (the filter skips shards whose goal range
+    rules them out), joins each batch with the pairs and encodes it straight into the
+    preallocated arrays: one batch of state bytes is held at a time, never all of them.
+    """
+    n, k = pairs.num_rows, 2 * radius + 1
+    planes = np.zeros((n, features.PLANES, k, k), np.uint8)
+    vectors = np.zeros((n, features.VECTOR), np.float32)
+    found = np.zeros(n, bool)
+    index = pairs.select(["goal_id", "state_id"]).append_column("row", pa.array(np.arange(n, dtype=np.int64)))
+    wanted = pc.field("goal_id").isin(pc.unique(pairs["goal_id"]))
+    for batch in run.shard_dataset(REQUESTS).to_batches(columns=["goal_id", "state_id", "state"], filter=wanted,
+                                                         batch_size=16384):
+        if not batch.num_rows:
+            continue
+        joined = pa.Table.from_batches([batch]).join(index, ["goal_id", "state_id"], join_type="inner")
+        gids, rows = joined["goal_id"].to_numpy(), joined["row"].to_numpy()
+        for gid in np.unique(gids):
+            sel = np.flatnonzero(gids == gid)
+            states = StateBatch.from_blobs(joined["state"].take(pa.array(sel)).to_pylist())
+            planes[rows[sel]], vectors[rows[sel]] = features.encode(states, tags[int(gid)], radius)
+        found[rows] = True
+    return planes, vectors, found
 
 
 def fit_group(run_dir: str, kind: str, pairs: pa.Table, tags: dict[int, str], radius: int, seed: int,
               kwargs: dict[str, Any]) -> reward_model.FitResult:
-    """Fit one reward model on ``pairs`` (goal_id, state_id, llm_label) (a Ray task)."""
-    table = request_states(RunDir(run_dir), pairs)
-    planes, vector = encode_pairs(table, tags, radius)
-    labels = table["llm_label"].to_numpy(zero_copy_only=False).astype(bool)
-    gids = table["goal_id"].to_numpy().astype(np.int64)
-    is_val = uniform_hash(seed + 1, gids, table["state_id"].to_numpy().astype(np.int64)) < VAL_FRACTION
+    """Fit one reward model on ``pairs`` (goal_id, state_id, llm_label), sorted by (goal,
+    state) (a Ray task). Memory: the encoded inputs of the pairs and one request batch."""
+    planes, vector, found = encode_pairs(RunDir(run_dir), pairs, tags, radius)
+    if not found.all():  # keep the pairs whose request state exists, in their order
+        planes, vector, pairs = planes[found], vector[found], pairs.filter(pa.array(found))
+    labels = pairs["llm_label"].to_numpy(zero_copy_only=False).astype(bool)
+    gids = pairs["goal_id"].to_numpy().astype(np.int64)
+    is_val = uniform_hash(seed + 1, gids, pairs["state_id"].to_numpy().astype(np.int64)) < VAL_FRACTION
     return reward_model.fit(kind, planes, vector, labels, is_val, seed=seed, **kwargs)
 
 

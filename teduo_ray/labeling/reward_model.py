@@ -116,8 +116,9 @@ def fit(
     tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     if len(va) == 0:  # too few labels to hold any out: validate on the training pairs
         va = tr
-    # copies: Ray hands read-only arrays; planes may be uint8 one-hots, made float per batch
-    P, V = torch.tensor(planes), torch.tensor(vector)
+    # no copy unless read-only (Ray hands read-only arrays); planes may be uint8 one-hots,
+    # made float per batch: the inputs are the fit task's memory (labeling.reward_max_pairs)
+    P, V = (torch.from_numpy(np.require(a, requirements="W")) for a in (planes, vector))
     Y = torch.tensor(labels.astype(np.float32))
     gen = torch.Generator().manual_seed(seed)
     best_loss, best_state, stale, ran = float("inf"), None, 0, 0

@@ -36,12 +36,13 @@ def _pct(x: float | None) -> str:
 
 
 def verdict(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Fine-tuned vs random and Q-table success on the unseen cells (one row per comparison)."""
+    """Fine-tuned vs random, Q-table and RLlib BC (when evaluated) success on the unseen cells
+    (one row per comparison)."""
     index = {(r["method"], r["cell"]): r for r in summary.get("by_cell", [])}
     rows = []
     for name, cell in UNSEEN.items():
         agent = index.get(("finetuned", cell))
-        for baseline in ("random", "qtable"):
+        for baseline in ("random", "qtable", "bc"):
             other = index.get((baseline, cell))
             if agent is None or other is None:
                 continue

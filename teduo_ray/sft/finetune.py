@@ -246,7 +246,9 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
     model_dir = base_model_dir(cfg)
     run.write_json({"stage": FINETUNE, "config_hash": config_hash, "complete": False}, FINETUNE, "_manifest.json")
     init_ray(cfg.ray)
-    datasets = tokenized_datasets(run.read(SFT_TABLE, list(REQUIRED_KEYS)), model_dir, cfg.seed, cfg.sft.val_fraction, cfg.sft.max_seq_len)
+    datasets = tokenized_datasets(run.read(SFT_TABLE, list(REQUIRED_KEYS)), model_dir, cfg.seed, cfg.sft.val_fraction,
+                                  cfg.sft.max_seq_len, answer_actions=cfg.sft.answer_actions,
+                                  goal_word_dropout=cfg.sft.goal_word_dropout)
     counter = step_counter()
     loop_config = {**train_config(cfg, model_dir, n_train, fail_at_step), "progress": counter}
     trainer = make_trainer(cfg, datasets, loop_config, run.path(FINETUNE, "ray"), f"finetune-{config_hash}",

@@ -42,8 +42,24 @@ def split_score(seed: int, goal_id: np.ndarray, state_id: np.ndarray) -> np.ndar
     return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def encode(tokenizer: Any, state_text: str, goal_text: str, actions: Any) -> dict[str, Any]:
+def drop_goal_words(goal_text: str, rate: float, rng: np.random.Generator) -> str:
+    """``goal_text`` with each word replaced, with probability ``rate``, by a random string of
+    3-8 lowercase letters: words the model has never seen, as a test goal's unseen synonyms
+    are to a model trained from scratch. Trained this way it learns to act from the state
+    (where the abstraction marks the goal object) when the goal's words are unfamiliar,
+    instead of guessing from an unknown verb."""
+    words = goal_text.split()
+    for i in np.flatnonzero(rng.random(len(words)) < rate):
+        words[i] = "".join(chr(97 + c) for c in rng.integers(0, 26, rng.integers(3, 9)))
+    return " ".join(words)
+
+
+def encode(tokenizer: Any, state_text: str, goal_text: str, actions: Any, answer_actions: int = 0) -> dict[str, Any]:
     """Token ids, labels (prompt masked) and where the first action ends, for one example.
+
+    ``answer_actions`` > 0 keeps only that many leading actions of the answer (0 = the whole
+    list, the paper's format): the agent only ever acts on the first one, and a long answer
+    spreads a small model's loss over later, more ambiguous actions.
 
     Returns:
         ``input_ids``, ``labels`` (int lists), ``prompt_len`` and ``first_len``: answer tokens
@@ -55,7 +71,7 @@ def encode(tokenizer: Any, state_text: str, goal_text: str, actions: Any) -> dic
     text = tokenizer.apply_chat_template(prompt.messages(state_text, goal_text), tokenize=False,
                                          add_generation_prompt=True)
     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    target = prompt.answer(actions)
+    target = prompt.answer(list(actions)[:answer_actions] if answer_actions > 0 else actions)
     enc = tokenizer(target, add_special_tokens=False, return_offsets_mapping=True)
     answer_ids = list(enc["input_ids"]) + [tokenizer.eos_token_id]
     first_len = next(i + 1 for i, (a, b) in enumerate(enc["offset_mapping"]) if b > 1)
@@ -75,22 +91,29 @@ class TokenizeStage:
     filtered out by :func:`tokenized_datasets` (counted, never truncated).
     """
 
-    def __init__(self, model_dir: str, seed: int, val_fraction: float, max_seq_len: int) -> None:
+    def __init__(self, model_dir: str, seed: int, val_fraction: float, max_seq_len: int,
+                 answer_actions: int = 0, goal_word_dropout: float = 0.0) -> None:
         from teduo_ray.llm.loading import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_dir)
         if self.tokenizer.chat_template is None:
             raise ValueError(f"the tokenizer at {model_dir} has no chat template")
         self.seed, self.val_fraction, self.max_seq_len = seed, val_fraction, max_seq_len
+        self.answer_actions, self.goal_word_dropout = answer_actions, goal_word_dropout
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         missing = [k for k in REQUIRED_KEYS if k not in batch]
         if missing:
             raise KeyError(f"TokenizeStage needs columns {missing} ({[REQUIRED_KEYS[k] for k in missing]})")
-        rows = [encode(self.tokenizer, s, g, a)
-                for s, g, a in zip(batch["state_text"], batch["goal_text"], batch["actions"])]
-        lengths = np.array([len(r["input_ids"]) for r in rows], dtype=np.int64)
         val = split_score(self.seed, batch["goal_id"], batch["state_id"]) < self.val_fraction
+        goals = list(batch["goal_text"])
+        if self.goal_word_dropout > 0:  # training rows only; the same words every epoch (seeded per pair)
+            for i in np.flatnonzero(~val):
+                rng = np.random.default_rng([self.seed, int(batch["goal_id"][i]), int(batch["state_id"][i])])
+                goals[i] = drop_goal_words(goals[i], self.goal_word_dropout, rng)
+        rows = [encode(self.tokenizer, s, g, a, self.answer_actions)
+                for s, g, a in zip(batch["state_text"], goals, batch["actions"])]
+        lengths = np.array([len(r["input_ids"]) for r in rows], dtype=np.int64)
         return {
             "goal_id": np.asarray(batch["goal_id"]),
             "input_ids": np.array([np.asarray(r["input_ids"], np.int32) for r in rows] + [None], dtype=object)[:-1],
@@ -114,26 +137,35 @@ def tokenize_batch(batch: dict[str, np.ndarray], **kwargs: Any) -> dict[str, Any
 
 
 def tokenized_datasets(sft: Any, model_dir: str, seed: int, val_fraction: float, max_seq_len: int,
-                       num_cpus: float = 0.25) -> dict[str, Any]:
+                       num_cpus: float = 0.25, answer_actions: int = 0,
+                       goal_word_dropout: float = 0.0) -> dict[str, Any]:
     """Lazy Ray Datasets ``{"train", "val"}`` of tokenised SFT examples.
 
     Args:
-        sft: the SFT rows as a pyarrow Table (a few MB even at the paper's scale). It is
+        sft: the SFT rows as a pyarrow Table (a few MB even at the paper's scale), trained in a
+            random order fixed by ``seed``. It is
             handed to Ray Data by the driver rather than read with ``read_parquet``, whose
             file-listing task takes a whole CPU: next to the trainer's workers on a 2-CPU node
             it never gets scheduled and training hangs without an error.
         model_dir: tokenizer directory or run-directory URI.
         seed / val_fraction: the split (see the module docstring).
         max_seq_len: longer examples are dropped.
+        answer_actions: leading actions kept in each answer (0 = all; see :func:`encode`).
+        goal_word_dropout: share of goal words replaced in training rows (:func:`drop_goal_words`).
         num_cpus: CPUs of each tokenising task (tasks, not an actor pool: they release their
             CPUs, so they cannot starve the trainer or the other way round).
     """
     import ray
     from ray.data.expressions import col
 
+    # distill writes the rows goal by goal: trained in that order, a batch holds one goal's
+    # examples and the model drifts towards the goals it saw last (a 0.6M model never learned
+    # "pick up" when facing the object). Shuffled once, seeded, as Hugging Face's Trainer does.
+    sft = sft.take(np.random.default_rng(seed).permutation(sft.num_rows))
     tokenized = ray.data.from_arrow(sft).map_batches(
         tokenize_batch,
-        fn_kwargs={"model_dir": model_dir, "seed": seed, "val_fraction": val_fraction, "max_seq_len": max_seq_len},
+        fn_kwargs={"model_dir": model_dir, "seed": seed, "val_fraction": val_fraction, "max_seq_len": max_seq_len,
+                   "answer_actions": answer_actions, "goal_word_dropout": goal_word_dropout},
         num_cpus=num_cpus,
         batch_size=256,
         batch_format="numpy",

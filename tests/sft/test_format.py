@@ -121,3 +121,62 @@ def test_lora_trains_only_adapter_parameters(tiny: str) -> None:
     assert trainable and all("lora_" in n for n in trainable)
     _, full = build_model({"model_dir": tiny, "bf16": False, "lora_rank": 0, "gradient_checkpointing": False})
     assert all(p.requires_grad for p in full.parameters())
+
+
+def test_answer_actions_keeps_only_the_leading_actions(tiny: str) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    full = encode(tok, "goal object 3 steps left.", "go to the red ball", [0, 2, 2])
+    one = encode(tok, "goal object 3 steps left.", "go to the red ball", [0, 2, 2], answer_actions=1)
+    two = encode(tok, "goal object 3 steps left.", "go to the red ball", [0, 2, 2], answer_actions=2)
+    n = one["prompt_len"]
+    assert n == full["prompt_len"] and one["input_ids"][:n] == full["input_ids"][:n]
+    assert tok.decode(one["input_ids"][n:]) == "[0]<|end|>"
+    assert tok.decode(two["input_ids"][n:]) == "[0, 2]<|end|>"
+    assert one["first_len"] == full["first_len"]  # the first action is the same tokens
+
+
+def test_training_rows_are_a_seeded_shuffle_not_goal_by_goal(ray_local_2cpu, tiny: str) -> None:
+    """distill writes SFT rows goal by goal; training must not see them in that order."""
+    import pyarrow as pa
+
+    from teduo_ray.sft.format import tokenized_datasets
+
+    n = 400
+    table = pa.table({"goal_id": np.repeat(np.arange(8), n // 8), "state_id": np.tile(np.arange(n // 8), 8),
+                      "goal_text": ["go to the red ball"] * n, "state_text": ["goal object 1 step left."] * n,
+                      "actions": [[0, 2]] * n})
+
+    def train_order(seed: int) -> np.ndarray:
+        ds = tokenized_datasets(table, tiny, seed=seed, val_fraction=0.1, max_seq_len=256)["train"]
+        return np.concatenate([b["goal_id"] for b in ds.iter_batches(batch_size=None, batch_format="numpy")])
+
+    order = train_order(0)
+    assert sorted(order.tolist()) == sorted(g for g, v in zip(table["goal_id"].to_pylist(),
+                                                              split_score(0, table["goal_id"], table["state_id"]) < 0.1)
+                                            if not v)
+    assert (order[1:] != order[:-1]).sum() > 100  # goal-sorted input: 7 changes
+
+
+def test_goal_word_dropout_replaces_training_goal_words_only(tiny: str) -> None:
+    from teduo_ray.sft.format import drop_goal_words
+
+    rng = np.random.default_rng(0)
+    assert drop_goal_words("pick up the red ball", 0.0, rng) == "pick up the red ball"
+    out = [drop_goal_words("pick up the red ball", 0.5, np.random.default_rng(i)).split() for i in range(200)]
+    assert all(len(w) == 5 for w in out)
+    changed = np.mean([a != b for w in out for a, b in zip(w, "pick up the red ball".split())])
+    assert 0.4 < changed < 0.6
+    assert all(x.isalpha() and x.islower() for w in out for x in w)
+
+    n = 64
+    batch = {"goal_id": np.arange(n) % 4, "state_id": np.arange(n), "goal_text": np.array(["go to the red ball"] * n),
+             "state_text": np.array(["goal object 1 step left."] * n), "actions": np.array([[0]] * n, dtype=object)}
+    plain = TokenizeStage(tiny, seed=0, val_fraction=0.25, max_seq_len=256)(batch)
+    dropped = TokenizeStage(tiny, seed=0, val_fraction=0.25, max_seq_len=256, goal_word_dropout=0.5)(batch)
+    again = TokenizeStage(tiny, seed=0, val_fraction=0.25, max_seq_len=256, goal_word_dropout=0.5)(batch)
+    same = [np.array_equal(a, b) for a, b in zip(plain["input_ids"], dropped["input_ids"])]
+    assert all(s for s, v in zip(same, plain["val"]) if v)  # validation rows keep the real goal
+    assert not all(s for s, v in zip(same, plain["val"]) if not v)
+    assert all(np.array_equal(a, b) for a, b in zip(dropped["input_ids"], again["input_ids"]))  # seeded per pair

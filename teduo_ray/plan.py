@@ -43,6 +43,7 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     """One row per stage: its parallel units, resources and expected output size."""
     from teduo_ray.envs import get_adapter
     from teduo_ray.labeling.features import PLANES, view_radius
+    from teduo_ray.labeling.reward_fit import REQUEST_BATCH
 
     adapter = get_adapter(cfg.env, cfg.seed)
     entries = adapter.goal_catalogue()
@@ -63,7 +64,7 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     radius = min(lab.reward_view_radius or view_radius(width, height), view_radius(width, height))
     view = (2 * radius + 1) ** 2
     label_mb = min(lab.state_block, states) * (4 * state_bytes + view * (3 + 4 * PLANES)) / 2**20
-    fit_mb = ((lab.reward_max_pairs or requests) * (PLANES * view + 120) + 16384 * state_bytes) / 2**20
+    fit_mb = ((lab.reward_max_pairs or requests) * (PLANES * view + 120) + REQUEST_BATCH * state_bytes) / 2**20
     learn_mb = states * NUM_ACTIONS * 8 / 2**20 + rl.goals_per_shard * states * (4 * NUM_ACTIONS + 13) / 2**20
     per_goal = episodes * (rl.rollout_max_steps if rl.sft_states == "visited" else 1)
     if rl.sft_max_examples_per_goal:

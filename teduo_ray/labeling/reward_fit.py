@@ -30,6 +30,7 @@ from teduo_ray.rundir import RunDir, StageManifest
 
 log = logging.getLogger(__name__)
 VAL_FRACTION = 0.1
+REQUEST_BATCH = 16384  # request rows (with their state bytes) a fit task holds at once
 
 
 def llm_label_table(run: RunDir) -> pa.Table:
@@ -61,7 +62,7 @@ def encode_pairs(run: RunDir, pairs: pa.Table, tags: dict[int, str], radius: int
     index = pairs.select(["goal_id", "state_id"]).append_column("row", pa.array(np.arange(n, dtype=np.int64)))
     wanted = pc.field("goal_id").isin(pc.unique(pairs["goal_id"]))
     for batch in run.shard_dataset(REQUESTS).to_batches(columns=["goal_id", "state_id", "state"], filter=wanted,
-                                                         batch_size=16384):
+                                                         batch_size=REQUEST_BATCH):
         if not batch.num_rows:
             continue
         joined = pa.Table.from_batches([batch]).join(index, ["goal_id", "state_id"], join_type="inner")

@@ -19,6 +19,7 @@ module into an evaluation :class:`~teduo_ray.evaluation.policy.Policy`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -27,7 +28,7 @@ import posixpath
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,26 @@ def build_algo_config(cfg: RunConfig, algo: str, data_path: str, obs: ObsSpec) -
     )
 
 
+@contextlib.contextmanager
+def _data_in_file_order() -> Iterator[None]:
+    """Ray Data keeps the export's (shuffled) row order through RLlib's offline pipeline.
+
+    Without it blocks reach the learner in completion order, which varies run to run: BC
+    retrained on the same export with the same seed had other losses from the first
+    iteration on (with it: identical losses and weights). RLlib's datasets copy the driver's
+    DataContext when they are built and run, hence the scope around both.
+    """
+    from ray.data import DataContext
+
+    options = DataContext.get_current().execution_options
+    before = options.preserve_order
+    options.preserve_order = True
+    try:
+        yield
+    finally:
+        options.preserve_order = before
+
+
 def _loss(result: dict[str, Any]) -> float:
     from ray.rllib.core import DEFAULT_MODULE_ID
     from ray.rllib.utils.metrics import LEARNER_RESULTS
@@ -184,20 +205,21 @@ def train_one(cfg: RunConfig, run: RunDir, algo: str, data: ExportResult, bar: A
 
     init_ray(cfg.ray)
     start = time.perf_counter()
-    algorithm = build_algo_config(cfg, algo, _uri(run, DATA, dataset), data.obs).build_algo()
-    try:
-        losses = []
-        for _ in range(cfg.rl.baseline_iterations):
-            losses.append(_loss(algorithm.train()))
-            if bar is not None:
-                bar.update(1)
-        with tempfile.TemporaryDirectory() as tmp:
-            _save_module(algorithm, os.path.join(tmp, "module"))
-            _upload(run, tmp, folder)
-    finally:
-        algorithm.stop()
-        del algorithm
-        gc.collect()  # drop RLlib's data iterator while Ray is still up
+    with _data_in_file_order():
+        algorithm = build_algo_config(cfg, algo, _uri(run, DATA, dataset), data.obs).build_algo()
+        try:
+            losses = []
+            for _ in range(cfg.rl.baseline_iterations):
+                losses.append(_loss(algorithm.train()))
+                if bar is not None:
+                    bar.update(1)
+            with tempfile.TemporaryDirectory() as tmp:
+                _save_module(algorithm, os.path.join(tmp, "module"))
+                _upload(run, tmp, folder)
+        finally:
+            algorithm.stop()
+            del algorithm
+            gc.collect()  # drop RLlib's data iterator while Ray is still up
     seconds = time.perf_counter() - start
     run.write_json({"losses": losses, "seconds": seconds, "rows": data.rows[dataset], "dataset": dataset,
                     "obs": data.obs.to_dict()}, folder, "metrics.json")

@@ -18,7 +18,9 @@ table, keyed by raw state ids, cannot.
 Two datasets are written under ``baselines/data/``: ``all/`` (every segment, for the
 value-based method) and ``successful/`` (segments that reach the goal: the hindsight-
 relabelled demonstrations goal-conditioned BC imitates). Each is capped at
-``rl.baseline_max_rows`` by sampling whole segments with the run's seed.
+``rl.baseline_max_rows`` by sampling whole segments with the run's seed, and its rows are
+written in one seeded random order: RLlib reads them in file order, and rows grouped goal by
+goal would make every minibatch one goal's (the same mistake as unshuffled SFT rows).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def export_hash(cfg: RunConfig) -> str:
     from teduo_ray.labeling.spec import step_hashes
 
     rl = dataclasses.asdict(cfg.rl)
-    return stable_hash([step_hashes(cfg)[LABELS], cfg.seed, {f: rl[f] for f in EXPORT_FIELDS}])
+    return stable_hash([step_hashes(cfg)[LABELS], cfg.seed, {f: rl[f] for f in EXPORT_FIELDS}, "rows shuffled"])
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,7 @@ def export(cfg: RunConfig) -> ExportResult:
                 continue
             chosen.setdefault(gids[int(pool_goal[i])], []).append(int(pool_k[i]))
             total += n
-        rows_written[name] = _write_dataset(run, manifest, name, data, chosen, goals, selections, reader, spec)
+        rows_written[name] = _write_dataset(run, manifest, name, data, chosen, goals, selections, reader, spec, rng)
     run.write_json({"rows": rows_written, "obs": spec.to_dict()}, DATA, "meta.json")
     manifest.complete = True
     manifest.save(run)
@@ -256,10 +258,12 @@ def export(cfg: RunConfig) -> ExportResult:
 
 
 def _write_dataset(run: RunDir, manifest: StageManifest, name: str, data: _Data, chosen: dict[int, list[int]],
-                   goals: dict, selections: dict[int, Selection], reader: Any, spec: ObsSpec) -> int:
-    """Write one dataset in shards of about ROWS_PER_SHARD rows; returns its rows.
+                   goals: dict, selections: dict[int, Selection], reader: Any, spec: ObsSpec,
+                   rng: np.random.Generator) -> int:
+    """Write one dataset, rows in a random order from ``rng``, in shards of ROWS_PER_SHARD rows.
 
-    The chosen rows' states (at most twice the row cap) are read once, not the state table."""
+    The chosen rows' states (at most twice the row cap) are read once, not the state table;
+    the rows themselves (about the row cap) are held once to be shuffled."""
     picked: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for gid in sorted(chosen):
         seg = data.segments(gid)
@@ -268,18 +272,7 @@ def _write_dataset(run: RunDir, manifest: StageManifest, name: str, data: _Data,
     all_rows = np.concatenate([p[0] for p in picked.values()] or [np.zeros(0, np.int64)])
     needed = np.unique(np.concatenate([data.state[all_rows], data.next_state[all_rows]]))
     states = StateBatch.from_blobs(reader.take(needed)) if len(needed) else None
-    pending: list[pa.Table] = []
-    pending_rows, part, total = 0, 0, 0
-
-    def flush() -> None:
-        nonlocal pending, pending_rows, part
-        if not pending:
-            return
-        table = pa.concat_tables(pending)
-        file = f"{name}/part-{part:05d}.parquet"
-        manifest.add(run, {"name": file, **run.write_shard(table, DATA, file)})
-        pending, pending_rows, part = [], 0, part + 1
-
+    tables: list[pa.Table] = []
     for gid, (rows, segment, reward) in picked.items():
         state, next_state = data.state[rows], data.next_state[rows]
         used = np.unique(np.concatenate([state, next_state]))
@@ -306,13 +299,15 @@ def _write_dataset(run: RunDir, manifest: StageManifest, name: str, data: _Data,
             "state_id": pa.array(state.astype(np.int32)),
             "next_state_id": pa.array(next_state.astype(np.int32)),
         })
-        pending.append(table)
-        pending_rows += table.num_rows
-        total += table.num_rows
-        if pending_rows >= ROWS_PER_SHARD:
-            flush()
-    flush()
-    return total
+        tables.append(table)
+    if not tables:
+        return 0
+    rows_table = pa.concat_tables(tables).combine_chunks()
+    rows_table = rows_table.take(pa.array(rng.permutation(rows_table.num_rows)))
+    for part, start in enumerate(range(0, rows_table.num_rows, ROWS_PER_SHARD)):
+        file = f"{name}/part-{part:05d}.parquet"
+        manifest.add(run, {"name": file, **run.write_shard(rows_table.slice(start, ROWS_PER_SHARD), DATA, file)})
+    return rows_table.num_rows
 
 
 def _matrix(values: np.ndarray) -> pa.Array:

@@ -143,10 +143,10 @@ def tokenized_datasets(sft: Any, model_dir: str, seed: int, val_fraction: float,
 
     Args:
         sft: the SFT rows as a pyarrow Table (a few MB even at the paper's scale), trained in a
-            random order fixed by ``seed``. It is
-            handed to Ray Data by the driver rather than read with ``read_parquet``, whose
-            file-listing task takes a whole CPU: next to the trainer's workers on a 2-CPU node
-            it never gets scheduled and training hangs without an error.
+            random order fixed by ``seed``. It is handed to Ray Data by the driver rather than
+            read with ``read_parquet``, whose file-listing task takes a whole CPU: next to the
+            trainer's workers on a 2-CPU node it never gets scheduled and training hangs
+            without an error.
         model_dir: tokenizer directory or run-directory URI.
         seed / val_fraction: the split (see the module docstring).
         max_seq_len: longer examples are dropped.

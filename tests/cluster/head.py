@@ -29,17 +29,21 @@ def ray_env() -> dict[str, str]:
 
 
 @contextmanager
-def ray_head(num_cpus: int = 2, timeout: float = 90.0) -> Iterator[str]:
+def ray_head(num_cpus: int = 2, timeout: float = 180.0) -> Iterator[str]:
     """Start a head node with the dashboard (the Jobs API) on loopback; yields its HTTP address.
 
     It runs in its own process group, so stopping it never touches another Ray on the
-    machine (``ray stop`` would kill every Ray process).
+    machine (``ray stop`` would kill every Ray process). Every port is a free one: with the
+    defaults, another Ray on the machine already holds the dashboard agent's 52365, this
+    head's agent never comes up, and job submission fails with "No available agent".
     """
     gcs, dash = free_port(), free_port()
     ray_cli = str(Path(sys.executable).parent / "ray")
     proc = subprocess.Popen(
         [ray_cli, "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--num-cpus={num_cpus}",
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
          "--include-dashboard=true", "--disable-usage-stats"],
         env=ray_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )

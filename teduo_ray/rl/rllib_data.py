@@ -302,8 +302,8 @@ def _write_dataset(run: RunDir, manifest: StageManifest, name: str, data: _Data,
         tables.append(table)
     if not tables:
         return 0
-    rows_table = pa.concat_tables(tables).combine_chunks()
-    rows_table = rows_table.take(pa.array(rng.permutation(rows_table.num_rows)))
+    rows_table = pa.concat_tables(tables)
+    rows_table = rows_table.take(pa.array(rng.permutation(rows_table.num_rows)))  # one copy, shuffled
     for part, start in enumerate(range(0, rows_table.num_rows, ROWS_PER_SHARD)):
         file = f"{name}/part-{part:05d}.parquet"
         manifest.add(run, {"name": file, **run.write_shard(rows_table.slice(start, ROWS_PER_SHARD), DATA, file)})

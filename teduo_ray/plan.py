@@ -14,7 +14,11 @@ reward model's view, A = 7 actions, S = distinct states):
   input planes, float vectors and ids; bounded by the pair cap, whatever the number of goals;
 - Q-learning actor: S x A x 8 (the empirical model) + goals_per_shard x S x (4 A + 13)
   (next-state distances, BFS state) bytes;
+- distill task: S x A x 8 (the empirical model) + goals_per_shard x S x 14 (achieved
+  flags, the shard's policy rows) + 24 S (one goal's policy and rollout state) bytes;
 - driver: the picked (goal, state) ids, 8 bytes per labeler call; no per-pair table.
+SFT examples grow with goals x (states a goal's rollouts pass through): what TEDUO trains
+on; ``rl.sft_max_examples_per_goal`` bounds them by config.
 Tables are sparse (layout.py): labels hold achieved + judged pairs, policies the states each
 goal is reachable from.
 """
@@ -66,10 +70,14 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     label_mb = min(lab.state_block, states) * (4 * state_bytes + view * (3 + 4 * PLANES)) / 2**20
     fit_mb = ((lab.reward_max_pairs or requests) * (PLANES * view + 120) + REQUEST_BATCH * state_bytes) / 2**20
     learn_mb = states * NUM_ACTIONS * 8 / 2**20 + rl.goals_per_shard * states * (4 * NUM_ACTIONS + 13) / 2**20
-    per_goal = episodes * (rl.rollout_max_steps if rl.sft_states == "visited" else 1)
-    if rl.sft_max_examples_per_goal:
+    distill_mb = (states * NUM_ACTIONS * 8 + rl.goals_per_shard * states * 14 + 3 * 8 * states) / 2**20
+    # examples per goal: at most its start states (every state a rollout visits, when
+    # "visited"), each state once, so <= the distinct states; the cap bounds it by config
+    per_goal = min(episodes * (rl.rollout_max_steps if rl.sft_states == "visited" else 1), states)
+    capped = bool(rl.sft_max_examples_per_goal)
+    if capped:
         per_goal = min(per_goal, rl.sft_max_examples_per_goal)
-    examples = train * per_goal  # upper bound: starts (x rollout steps when visited) per goal, capped
+    examples = train * per_goal
     train_examples = examples * (1 - sft.val_fraction)
     steps = math.ceil(train_examples / (sft.batch_size * sft.num_workers)) * sft.epochs
     base_radius = min(rl.baseline_view_radius or view_radius(width, height), view_radius(width, height))
@@ -102,11 +110,15 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
                          f"{rl.baseline_max_rows}, view {2 * base_radius + 1}x{2 * base_radius + 1})" if algos else ""),
          "size": "one RLlib checkpoint per algorithm"},
         {"stage": "distill", "units": f"{math.ceil(train / rl.goals_per_shard)} rollout tasks",
-         "resources": f"{rl.actor_cpus} CPU/task", "size": f"<= {_fmt(examples)} SFT examples"},
+         "resources": f"{rl.actor_cpus} CPU/task, <= {_fmt(distill_mb)} MiB/task (goals_per_shard={rl.goals_per_shard})",
+         "size": (f"<= {_fmt(per_goal)} SFT examples per goal (rl.sft_max_examples_per_goal), <= {_fmt(examples)} in all"
+                  if capped else "SFT examples: per goal its states that reach the goal; uncapped, "
+                  "so set rl.sft_max_examples_per_goal to bound fine-tuning")},
         {"stage": "finetune", "units": f"{sft.num_workers} Ray Train workers, ZeRO-{sft.zero_stage}"
                                        + (f", LoRA r={sft.lora_rank}" if sft.lora_rank else ", full"),
          "resources": f"{'1 GPU' if sft.use_gpu else 'CPU'}/worker, model {sft.model}",
-         "size": f"<= {_fmt(steps)} optimizer steps ({sft.epochs} epochs)"},
+         "size": (f"<= {_fmt(steps)} optimizer steps ({sft.epochs} epochs)" if capped
+                  else f"{sft.epochs} epochs over distill's examples ({sft.batch_size} x {sft.num_workers} per step)")},
         {"stage": "evaluate", "units": f"{ev.num_actors} env actors, {len(methods) or '?'} methods",
          "resources": "policy on the driver (LLM batched)",
          "size": f"{_fmt(4 * ev.episodes_per_cell * max(1, len(methods)))} episodes, <= {ev.max_steps} steps each"},

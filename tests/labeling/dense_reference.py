@@ -28,8 +28,9 @@ def folder_table(run_dir: Path, folder: str) -> pa.Table:
         [("goal_id", "ascending"), ("state_id", "ascending")])
 
 
-def dense_labels(cfg: RunConfig, run_dir: Path) -> pa.Table:
-    """(goal_id, state_id, p, label, source, judged) for every (training goal, state) pair."""
+def dense_labels(cfg: RunConfig, run_dir: Path, max_goals: int | None = None) -> pa.Table:
+    """(goal_id, state_id, p, label, source, judged) for every (training goal, state) pair
+    (of the first ``max_goals`` training goals, if given)."""
     blobs = load_states(cfg)["state"].to_pylist()
     raw = StateBatch.from_blobs(blobs)
     meta = json.loads((run_dir / "rewards" / "model" / "meta.json").read_text())
@@ -42,7 +43,7 @@ def dense_labels(cfg: RunConfig, run_dir: Path) -> pa.Table:
 
     goals = {e.goal_id: e.goal for e in get_adapter(cfg.env, cfg.seed).goal_catalogue()}
     cols: dict[str, list] = {k: [] for k in ("goal_id", "state_id", "p", "label", "source", "judged")}
-    for row in sorted(abstractions, key=lambda r: r["goal_id"]):
+    for row in sorted(abstractions, key=lambda r: r["goal_id"])[:max_goals]:
         gid = row["goal_id"]
         abstract = abstract_batch(raw, parse_selection(row["selection"]))
         group = "shared" if meta["kind"] == "shared" else str(gid)
@@ -69,10 +70,12 @@ def dense_labels(cfg: RunConfig, run_dir: Path) -> pa.Table:
     return pa.table({**cols, "p": pa.array(cols["p"], pa.float32())})
 
 
-def assert_sparse_equals_dense(cfg: RunConfig, run_dir: Path) -> int:
-    """The sparse labels are the dense reference's achieved-or-judged rows; returns their count."""
-    dense = dense_labels(cfg, run_dir)
+def assert_sparse_equals_dense(cfg: RunConfig, run_dir: Path, max_goals: int | None = None) -> int:
+    """The sparse labels are the dense reference's achieved-or-judged rows (of the first
+    ``max_goals`` goals, if given); returns their count."""
+    dense = dense_labels(cfg, run_dir, max_goals)
     sparse = folder_table(run_dir, "rewards/labels")
+    sparse = sparse.filter(pa.compute.is_in(sparse["goal_id"], dense["goal_id"].unique()))
     label = dense["label"].to_numpy(zero_copy_only=False)
     keep = label | dense["judged"].to_numpy(zero_copy_only=False)
     expected = dense.filter(pa.array(keep))

@@ -89,6 +89,46 @@ def test_sft_rows_replay_in_the_empirical_model(labeled: Path, tmp_path: Path) -
         assert row["goal_text"] and row["state_text"]
 
 
+def test_sparse_policies_equal_a_dense_reference(labeled: Path, tmp_path: Path) -> None:
+    """On a collected run, what `learn` stores (per goal: the states the goal is reachable
+    from, greedy action, steps) is the dense Q table's content, computed the plain way: dense
+    labels for every (goal, state) pair (tests/labeling/dense_reference.py, not the sparse
+    label files), a dense (G, S, A) Q table, and for two goals the paper's Q-learning."""
+    import numpy as np
+
+    from teduo_ray.rl.learn import load_mdp
+    from teduo_ray.rl.solver import greedy, q_learning_reference, solve_goals, unambiguous
+    from teduo_ray.rundir import RunDir
+    from tests.labeling.dense_reference import dense_labels
+
+    run = copy_run(labeled, tmp_path / "run")
+    cfg = small_config(run, *FAST)
+    learn(cfg, progress=False)
+    dense = dense_labels(cfg, run)
+    goal_ids = sorted(set(dense["goal_id"].to_pylist()))
+    mdp = load_mdp(RunDir(str(run)), 7)
+    achieved = np.zeros((len(goal_ids), mdp.num_states), dtype=bool)
+    gid, sid = dense["goal_id"].to_numpy(), dense["state_id"].to_numpy()
+    achieved[np.searchsorted(goal_ids, gid), sid] = dense["label"].to_numpy(zero_copy_only=False)
+    q, action = solve_goals(mdp, achieved, cfg.rl.gamma)
+    value = np.nanmax(np.nan_to_num(q, nan=0.0), axis=-1)
+    g, s = np.nonzero(value > 0)
+    policies = read(run, "policies")
+    assert policies["goal_id"].to_pylist() == np.asarray(goal_ids)[g].tolist()
+    assert policies["state_id"].to_pylist() == s.tolist()
+    assert policies["action"].to_pylist() == action[g, s].tolist()
+    steps = policies["steps"].to_numpy()
+    np.testing.assert_allclose(cfg.rl.gamma ** (steps - 1.0), value[g, s], rtol=1e-6)
+    assert 0 < policies.num_rows < len(goal_ids) * mdp.num_states
+    solvable = [k for k in range(len(goal_ids)) if (value[k] > 0).sum() > 20][:2]
+    assert solvable
+    for k in solvable:
+        q_ref, _ = q_learning_reference(mdp, achieved[k], alpha=0.5, gamma=cfg.rl.gamma, tol=1e-9, max_sweeps=10_000)
+        clear = unambiguous(q_ref)
+        assert clear.sum() > 10
+        assert np.array_equal(greedy(q_ref)[clear], action[k][clear])
+
+
 def test_actor_killed_mid_run_gives_identical_results(labeled: Path, tmp_path: Path) -> None:
     import psutil
 

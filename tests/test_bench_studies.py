@@ -39,3 +39,29 @@ def test_quick_runs_are_the_tiny_job_shrunk(tmp_path) -> None:  # type: ignore[n
     assert cfg.seed == 2 and cfg.sft.epochs == 1 and cfg.env.train_layouts == 10 and len(QUICK) == 5
     job_epochs = yaml.safe_load(TINY.read_text())["sft"]["epochs"]
     assert job_epochs > 1 and job_config(tmp_path, False).sft.epochs == job_epochs  # the job's own setting
+
+
+def test_paper_growth_projection_recovers_a_known_power_law() -> None:
+    """benchmarks.paper_growth on made-up points: the fits find the exponents they were made
+    with, the label stage projects as the sum of its sub-steps, and the state count at the
+    full size follows the (transitions, states) fit."""
+    from benchmarks.paper_growth import STAGES, project
+
+    points = []
+    for e in (2, 5, 10):
+        transitions = 1000 * e * 40
+        states = int(0.9 * transitions**0.9)
+        steps = {"all_pairs": 0.01 * states, "requests": 300.0}
+        stages = {s: {"seconds": 5.0, "driver_mb": 1000.0, "worker_mb": 2.0 * states**0.5} for s in STAGES}
+        stages["label"]["seconds"] = sum(steps.values())
+        points.append({"episodes_per_layout": e, "transitions": transitions, "states": states,
+                       "stages": stages, "label_steps_s": steps})
+    proj = project(points, 250, 40)
+    full_states = proj["full_states_est"]
+    assert proj["states_vs_transitions_exponent"] == pytest.approx(0.9, abs=1e-2)
+    assert full_states == pytest.approx(0.9 * (1000 * 250 * 40) ** 0.9, rel=0.02)
+    assert proj["seconds"]["label/all_pairs"]["exponent"] == pytest.approx(1.0, abs=1e-2)
+    assert proj["seconds"]["label/requests"]["exponent"] == pytest.approx(0.0, abs=1e-9)
+    assert proj["seconds"]["label"]["at_full_est"] == pytest.approx(0.01 * full_states + 300.0, rel=0.02)
+    assert proj["memory_mb"]["worker_mb"]["exponent"] == pytest.approx(0.5, abs=1e-2)
+    assert proj["memory_mb"]["driver_mb"]["at_full_est"] == pytest.approx(1000.0)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.scale import REPO, STAGES, PeakRSS
+from benchmarks.scale import REPO, STAGES, measure_stages
 
 
 def paper_cpu_config(run_dir: str, episodes: int) -> Any:
@@ -44,23 +44,9 @@ def paper_cpu_config(run_dir: str, episodes: int) -> Any:
 
 def run_point(episodes: int, root: str) -> dict[str, Any]:
     """The four data stages at one size: seconds, rows and peak memory per stage."""
-    from teduo_ray.observability import load_stage_metrics
-    from teduo_ray.pipeline import run_stage
-    from teduo_ray.rundir import RunDir
-
     run_dir = os.path.join(root, f"e{episodes}")
-    cfg = paper_cpu_config(run_dir, episodes)
-    out: dict[str, Any] = {"episodes_per_layout": episodes, "stages": {}}
-    for stage in STAGES:
-        with PeakRSS() as mem:
-            run_stage(stage, cfg, progress=False)
-        record = load_stage_metrics(RunDir(run_dir))[-1]
-        out["stages"][stage] = {"seconds": record["seconds"], "rows": record["rows"],
-                                "driver_mb": round(mem.driver / 2**20, 1), "ray_mb": round(mem.tree / 2**20, 1),
-                                "worker_mb": round(mem.worker / 2**20, 1)}
-        print(f"  e={episodes:<4} {stage:<8} {record['seconds']:8.1f}s rows={record['rows']} "
-              f"driver={mem.driver / 2**20:.0f}MB worker={mem.worker / 2**20:.0f}MB ray_tree={mem.tree / 2**20:.0f}MB",
-              flush=True)
+    out: dict[str, Any] = {"episodes_per_layout": episodes,
+                           "stages": measure_stages(paper_cpu_config(run_dir, episodes), f"e={episodes:<4}")}
     acc = json.loads(Path(run_dir, "rewards", "accuracy.json").read_text())
     out["transitions"] = out["stages"]["collect"]["rows"]
     out["states"] = acc["states"]

@@ -133,28 +133,37 @@ def scaled_config(run_dir: str, goals: int, episodes: int, layouts: int, extra: 
     ])
 
 
-def run_point(goals: int, episodes: int, layouts: int, root: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run the four stages at one size; seconds and peak memory per stage."""
-    from teduo_ray.pipeline import run_stage
+def measure_stages(cfg: Any, tag: str) -> dict[str, dict[str, Any]]:
+    """Run the four data stages of ``cfg`` in this process: per stage its wall seconds and rows
+    (``RUN/metrics/stages.json``) and peak memory (driver, the largest single process it
+    started, the whole tree); one line per stage, prefixed with ``tag``."""
     from teduo_ray.observability import load_stage_metrics
+    from teduo_ray.pipeline import run_stage
     from teduo_ray.rundir import RunDir
 
-    run_dir = os.path.join(root, f"g{goals}-e{episodes}")
-    cfg = scaled_config(run_dir, goals, episodes, layouts, extra)
-    out: dict[str, Any] = {"goals": goals, "episodes_per_layout": episodes, "layouts": layouts, "stages": {}}
+    stages: dict[str, dict[str, Any]] = {}
     for stage in STAGES:
         with PeakRSS() as mem:
             run_stage(stage, cfg, progress=False)
-        record = load_stage_metrics(RunDir(run_dir))[-1]
-        out["stages"][stage] = {
+        record = load_stage_metrics(RunDir(cfg.run_dir))[-1]
+        stages[stage] = {
             "seconds": record["seconds"],
             "rows": record["rows"],
             "driver_mb": round(mem.driver / 2**20, 1),
             "ray_mb": round(mem.tree / 2**20, 1),
             "worker_mb": round(mem.worker / 2**20, 1),
         }
-        print(f"  g={goals:<5} e={episodes:<4} {stage:<8} {record['seconds']:8.1f}s rows={record['rows']} "
-              f"driver={mem.driver / 2**20:.0f}MB ray_tree={mem.tree / 2**20:.0f}MB", flush=True)
+        print(f"  {tag} {stage:<8} {record['seconds']:8.1f}s rows={record['rows']} driver={mem.driver / 2**20:.0f}MB "
+              f"worker={mem.worker / 2**20:.0f}MB ray_tree={mem.tree / 2**20:.0f}MB", flush=True)
+    return stages
+
+
+def run_point(goals: int, episodes: int, layouts: int, root: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the four stages at one size; seconds and peak memory per stage."""
+    run_dir = os.path.join(root, f"g{goals}-e{episodes}")
+    cfg = scaled_config(run_dir, goals, episodes, layouts, extra)
+    out: dict[str, Any] = {"goals": goals, "episodes_per_layout": episodes, "layouts": layouts,
+                           "stages": measure_stages(cfg, f"g={goals:<5} e={episodes:<4}")}
     out["transitions"] = out["stages"]["collect"]["rows"]
     acc = json.loads(Path(run_dir, "rewards", "accuracy.json").read_text())
     out["labels"] = {"llm_calls": acc["llm_calls"], "pairs": acc["pairs_labeled"], "states": acc["states"],

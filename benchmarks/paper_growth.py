@@ -9,14 +9,16 @@ jobs/paper-cpu.yaml cuts the paper's data in one place (``data.episodes_per_layo
 ``--episodes`` value per layout, in its own run dir, and records per stage the wall seconds
 (``RUN/metrics/stages.json``), rows, and peak memory sampled every 0.2 s (``driver_mb``:
 this process; ``worker_mb``: the largest single process it started, a Ray worker;
-``ray_mb``: this process plus all it started). Then, per stage, a least-squares power law
-``y = a * states ** b`` on (distinct states, seconds) and (distinct states, MB) across the
-points, evaluated at the full size's distinct states: those come from a power law of
-(transitions, states) over the same points, at the full size's transitions (transitions
-per episode measured, times the full episode count). Every number is measured here except
-the last column, which is the fit's extrapolation, and says so. The smallest point is the
-baseline; ratios to it are printed. Other processes slow every number (load averages are
-printed and stored).
+``ray_mb``: this process plus all it started). Then least-squares power laws
+``y = a * states ** b`` across the points: seconds per stage and per label sub-step, and each
+point's peak driver and single-worker MB, evaluated at the full size's distinct states (from
+a power law of (transitions, states) over the same points, at the full size's transitions:
+transitions per episode measured, times the full episode count). The label stage projects as
+the sum of its sub-steps' fits (fixed costs flatten one fit of the whole stage); a linear
+projection from the largest point is printed beside each fit. Every number is measured
+here except the projections, which are extrapolations and say so. The smallest point is the
+baseline; ratios to it are printed. ``--replot JSON`` re-prints an earlier run. Other
+processes slow every number (load averages are printed and stored).
 """
 
 from __future__ import annotations

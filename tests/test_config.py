@@ -53,6 +53,23 @@ def test_int_where_float_expected_is_accepted() -> None:
     assert load_config(None, ["rl.alpha=1"]).rl.alpha == 1.0
 
 
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    """PyYAML (YAML 1.1) reads "6e-3" as a string; a float field takes it as the number
+    users mean, on the command line and in a job file. Other strings stay errors."""
+    assert load_config(REPO / "jobs" / "tiny.yaml", ["sft.learning_rate=6e-3"]).sft.learning_rate == 0.006
+    assert load_config(None, ["rl.alpha=1E-1", "rl.tolerance=+1e-9"]).rl.tolerance == 1e-9
+    job = tmp_path / "job.yaml"
+    text = (REPO / "jobs" / "tiny.yaml").read_text().replace("learning_rate: 3.0e-3", "learning_rate: 3e-3")
+    assert "learning_rate: 3e-3" in text
+    job.write_text(text)
+    assert load_config(job).sft.learning_rate == 0.003
+    for bad in ("rl.alpha=e-3", "rl.alpha=1e", "rl.alpha=abc", "rl.alpha=nan"):
+        with pytest.raises(ConfigError, match="rl.alpha: expected a number"):
+            load_config(None, [bad])
+    with pytest.raises(ConfigError, match="sft.epochs: expected an integer"):
+        load_config(None, ["sft.epochs=1e3"])
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -66,6 +66,18 @@ def power_fit(x: list[float], y: list[float]) -> tuple[float, float]:
     return float(np.exp(log_a)), float(b)
 
 
+def seconds_series(points: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Seconds per point of each stage and of each label sub-step ("label/<step>")."""
+    out = {stage: [p["stages"][stage]["seconds"] for p in points] for stage in STAGES}
+    out.update({f"label/{k}": [p["label_steps_s"][k] for p in points] for k in points[0]["label_steps_s"]})
+    return out
+
+
+def peak_series(points: list[dict[str, Any]], key: str) -> list[float]:
+    """Each point's peak ``key`` ("driver_mb" / "worker_mb") over its data stages."""
+    return [max(p["stages"][s][key] for s in STAGES) for p in points]
+
+
 def project(points: list[dict[str, Any]], full_episodes: int, layouts: int) -> dict[str, Any]:
     """Fits and their values at the full size (an extrapolation, labelled as one): seconds per
     stage and per label sub-step against distinct states, and the peak driver / single-worker
@@ -79,9 +91,7 @@ def project(points: list[dict[str, Any]], full_episodes: int, layouts: int) -> d
                            "states_vs_transitions_exponent": round(b, 3), "full_states_est": round(full_states),
                            "seconds": {}, "memory_mb": {}}
     xs = [p["states"] for p in points]
-    series = {stage: [p["stages"][stage]["seconds"] for p in points] for stage in STAGES}
-    series.update({f"label/{k}": [p["label_steps_s"][k] for p in points] for k in points[0]["label_steps_s"]})
-    for name, ys in series.items():
+    for name, ys in seconds_series(points).items():
         if min(ys) <= 0.1:  # sub-steps that do not run at this size
             continue
         a, b = power_fit(xs, ys)
@@ -93,7 +103,7 @@ def project(points: list[dict[str, Any]], full_episodes: int, layouts: int) -> d
     out["seconds"]["label"]["at_full_est"] = round(sum(subs), 1)
     out["seconds"]["total_est"] = round(sum(out["seconds"][s]["at_full_est"] for s in STAGES), 1)
     for key in ("driver_mb", "worker_mb"):
-        a, b = power_fit(xs, [max(p["stages"][s][key] for s in STAGES) for p in points])
+        a, b = power_fit(xs, peak_series(points, key))
         out["memory_mb"][key] = {"exponent": round(b, 3), "at_full_est": round(a * full_states**b, 1)}
     return out
 
@@ -104,15 +114,13 @@ def report(points: list[dict[str, Any]], full: int, layouts: int) -> dict[str, A
     base = points[0]
     print("\nstage           " + "  ".join(f"e={p['episodes_per_layout']:<5} s" for p in points)
           + f"   exponent (vs states)   at e={full} (extrapolated; label = sum of its sub-steps)")
-    names = list(STAGES) + [f"label/{k}" for k in points[0]["label_steps_s"]]
-    for name in names:
-        ys = [p["stages"][name]["seconds"] if name in STAGES else p["label_steps_s"][name[6:]] for p in points]
+    for name, ys in seconds_series(points).items():
         fit = proj["seconds"].get(name)
         tail = (f"   {fit['exponent']:8.2f}        {fit['at_full_est']:10,.0f} s"
                 f"   (linear from the largest point: {fit['at_full_linear']:,.0f} s)") if fit else ""
         print(f"{name:<15} " + "  ".join(f"{y:9.1f}" for y in ys) + tail)
     for key, label in (("driver_mb", "peak driver MB"), ("worker_mb", "peak worker MB")):
-        ys = [max(p["stages"][s][key] for s in STAGES) for p in points]
+        ys = peak_series(points, key)
         fit = proj["memory_mb"][key]
         print(f"{label:<15} " + "  ".join(f"{y:9.0f}" for y in ys)
               + f"   {fit['exponent']:8.2f}        {fit['at_full_est']:10,.0f} MB")

@@ -159,5 +159,30 @@ def run_tiny_model(run: RunDir, parts: tuple[str, ...], corpus: Callable[[], lis
                 build_tiny_model(os.path.join(tmp, "model"), corpus(), cfg)
                 upload_dir(os.path.join(tmp, "model"), run, *parts)
     uri = run_uri(run, *parts)
-    validate_model_dir(local_model_dir(uri), what, needs=needs, fix=f"delete {uri} and re-run (it is rebuilt)")
+    fix = f"delete {uri} and re-run (it is rebuilt)"
+    validate_model_dir(local_model_dir(uri), what, needs=needs, fix=fix)
+    if cfg is not None:
+        check_tiny_size(local_model_dir(uri), cfg, what, fix)
     return uri
+
+
+def check_tiny_size(path: str, cfg: TinyModelConfig, what: str, fix: str) -> None:
+    """Stop when a stored tiny model has another size than the config asks for.
+
+    The model is built once per run, so without this a later ``sft.tiny_layers=4`` (say) on the
+    same run would silently fine-tune the stored 3-layer model.
+
+    Raises:
+        ModelError: the stored size differs (the message names each differing setting).
+    """
+    import json
+
+    from teduo_ray.errors import ModelError
+
+    with open(os.path.join(path, "config.json")) as f:
+        stored = json.load(f)
+    wanted = {"num_hidden_layers": cfg.num_layers, "hidden_size": cfg.hidden_size,
+              "intermediate_size": cfg.intermediate_size, "num_attention_heads": cfg.num_heads}
+    differ = [f"{k} {stored.get(k)} (the config: {v})" for k, v in wanted.items() if stored.get(k) != v]
+    if differ:
+        raise ModelError(f"{what} stored in the run was built with {', '.join(differ)}; {fix}")

@@ -52,6 +52,15 @@ def test_tiny_model_is_built_once(tiny: str) -> None:
     assert os.path.getmtime(os.path.join(tiny, "config.json")) == stamp
 
 
+def test_tiny_model_of_another_size_is_a_clear_error(tiny: str) -> None:
+    from pathlib import Path
+
+    run = Path(tiny).parents[1]
+    layers = sft_config(run).sft.tiny_layers
+    with pytest.raises(TeduoError, match=f"num_hidden_layers {layers} \\(the config: {layers + 1}\\); delete"):
+        base_model_dir(sft_config(run, f"sft.tiny_layers={layers + 1}"))
+
+
 def test_masking_labels_only_on_the_answer(tiny: str) -> None:
     from transformers import AutoTokenizer
 

@@ -160,9 +160,10 @@ def run_tiny_model(run: RunDir, parts: tuple[str, ...], corpus: Callable[[], lis
                 upload_dir(os.path.join(tmp, "model"), run, *parts)
     uri = run_uri(run, *parts)
     fix = f"delete {uri} and re-run (it is rebuilt)"
-    validate_model_dir(local_model_dir(uri), what, needs=needs, fix=fix)
+    local = local_model_dir(uri)
+    validate_model_dir(local, what, needs=needs, fix=fix)
     if cfg is not None:
-        check_tiny_size(local_model_dir(uri), cfg, what, fix)
+        check_tiny_size(local, cfg, what, fix)
     return uri
 
 

@@ -160,8 +160,9 @@ class RewardLabelActor:
                 group = "shared" if self.meta["kind"] == "shared" else str(gid)
                 abstract = abstract_batch(raw, spec.selection, prepared)
                 if group in self.models:
-                    p = self._model_scores(group, features.goal_type_tag(spec.goal), abstract, window)
-                    label = p >= self.meta["groups"][group]["threshold"]
+                    tag = features.goal_type_tag(spec.goal)
+                    p = self._model_scores(group, tag, abstract, window)
+                    label = p >= reward_model.decision_threshold(self.meta["groups"][group], tag)
                 else:  # a per-goal model needs labels of its goal: none means "never achieved"
                     p, label = np.zeros(len(raw), np.float32), np.zeros(len(raw), bool)
                 by_llm = np.zeros(len(raw), bool)

@@ -39,6 +39,12 @@ from teduo_ray.rundir import RunDir
 LABEL_STEPS = "metrics/label_steps.json"  # wall seconds of each sub-step in the last run (0: resumed)
 
 
+def by_tag_text(groups: dict[str, Any]) -> str:
+    """" (go_to 0.412, pick_up 0.853)": the shared model's per-goal-type thresholds, if any."""
+    tags = groups.get("shared", {}).get("by_tag", {})
+    return " (" + ", ".join(f"{t} {v['threshold']:.3f}" for t, v in sorted(tags.items())) + ")" if tags else ""
+
+
 @dataclass(frozen=True)
 class LabelResult:
     """What `label` produced (the accuracy report is in ``report``)."""
@@ -58,7 +64,7 @@ class LabelResult:
             f"at {self.path} ({r['label_rows']} rows written: achieved or judged) [{self.seconds:.1f}s]",
             f"  labeler calls {self.llm_calls} (fraction {r['llm_call_fraction']:.4f}; "
             f"{'the oracle, not an LLM' if r['backend'] == 'oracle' else 'LLM: ' + r['backend']}); "
-            f"threshold {r['model']['threshold']:.3f}",
+            f"threshold {r['model']['threshold']:.3f}{by_tag_text(r['model']['groups'])}",
             f"  {'labels':<8} {'scope':<12} {'precision':>9} {'recall':>7} {'roc_auc':>7} {'positives':>9}",
         ]
         for name in ("llm", "final"):

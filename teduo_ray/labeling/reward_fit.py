@@ -5,7 +5,7 @@ seeded sample of at most ``labeling.reward_max_pairs`` pairs and hands it to Ray
 for the shared model, one per goal for the paper's per-goal models). Each task streams the
 request shards for the states of its pairs, encodes them batch by batch (features.py) and
 fits (reward_model.py); the threshold is set for ``labeling.precision_target`` on held-out
-pairs. A task's memory is the pairs' encoded inputs (17 K^2 + 80 bytes each) plus one request
+pairs, per goal type where the shared model's held-out labels allow. A task's memory is the pairs' encoded inputs (17 K^2 + 80 bytes each) plus one request
 batch: bounded by the pair cap, whatever the number of goals or states.
 """
 
@@ -85,7 +85,8 @@ def fit_group(run_dir: str, kind: str, pairs: pa.Table, tags: dict[int, str], ra
     labels = pairs["llm_label"].to_numpy(zero_copy_only=False).astype(bool)
     gids = pairs["goal_id"].to_numpy().astype(np.int64)
     is_val = uniform_hash(seed + 1, gids, pairs["state_id"].to_numpy().astype(np.int64)) < VAL_FRACTION
-    return reward_model.fit(kind, planes, vector, labels, is_val, seed=seed, **kwargs)
+    pair_tags = np.array([tags[int(g)] for g in gids], dtype=object)
+    return reward_model.fit(kind, planes, vector, labels, is_val, seed=seed, tags=pair_tags, **kwargs)
 
 
 def reward_radius(cfg: RunConfig, grid: tuple[int, int]) -> int:
@@ -122,6 +123,8 @@ def train_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], grid:
             for name, table in groups.items()}
     fits = {name: ray.get(ref) for name, ref in refs.items()}
     silent = [name for name, f in fits.items() if f.threshold >= NEVER]
+    silent += [f"{name}/{tag}" for name, f in fits.items() for tag, t in f.by_tag.items()
+               if t["threshold"] >= NEVER and f.threshold < NEVER]
     if silent:
         log.warning("reward model(s) %s: labeling.precision_target=%s is not reached on the held-out LLM labels, "
                     "so they label no pair positive (the LLM's labels are kept); more LLM labels per goal "
@@ -137,7 +140,8 @@ def train_reward_model(cfg: RunConfig, run: RunDir, specs: list[GoalSpec], grid:
         "radius": radius,
         "groups": {
             name: {"threshold": f.threshold, "val_precision": f.val_precision, "val_recall": f.val_recall,
-                   "val_loss": f.val_loss, "epochs": f.epochs, "train_size": f.train_size, "val_size": f.val_size}
+                   "val_loss": f.val_loss, "epochs": f.epochs, "train_size": f.train_size, "val_size": f.val_size,
+                   **({"by_tag": f.by_tag} if f.by_tag else {})}
             for name, f in fits.items()
         },
     }

@@ -49,7 +49,7 @@ def dense_labels(cfg: RunConfig, run_dir: Path, max_goals: int | None = None) ->
         group = "shared" if meta["kind"] == "shared" else str(gid)
         planes, vector = features.encode(abstract, features.goal_type_tag(goals[gid]), meta["radius"])
         p = reward_model.predict_proba(meta["kind"], weights[group], planes, vector)
-        label = p >= meta["groups"][group]["threshold"]
+        label = p >= reward_model.decision_threshold(meta["groups"][group], features.goal_type_tag(goals[gid]))
         known = {}
         mine = llm.filter(pa.compute.equal(llm["goal_id"], gid))
         for state, pl, y in zip(mine["state"].to_pylist(), mine["p_llm"].to_pylist(), mine["llm_label"].to_pylist()):

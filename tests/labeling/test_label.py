@@ -25,6 +25,7 @@ from teduo_ray.data.intern import load_states
 from teduo_ray.errors import DataError
 from teduo_ray.labeling.abstraction import abstract_blobs, rules_selection
 from teduo_ray.labeling.label import LabelResult, label
+from teduo_ray.labeling.reward_model import MIN_TAG_POSITIVES
 from teduo_ray.labeling.spec import training_goals
 from teduo_ray.layout import LABELS_SCHEMA
 from teduo_ray.rundir import RunDir
@@ -153,6 +154,11 @@ def test_exact_oracle_is_perfect(labeled: tuple[Path, LabelResult]) -> None:
     assert report["backend"] == "oracle" and report["llm_calls"] == result.llm_calls
     assert 0 < report["llm_call_fraction"] < 1
     assert "labeler calls" in str(result) and "the oracle, not an LLM" in str(result) and "precision" in str(result)
+    by_tag = report["model"]["groups"]["shared"]["by_tag"]  # thresholds per goal type (reward_model.py)
+    assert by_tag and set(by_tag) <= {"go_to", "pick_up"}
+    for tag, fitted in by_tag.items():  # the fixture's few held-out positives: only types with enough
+        assert fitted["val_positives"] >= MIN_TAG_POSITIVES
+        assert f"{tag} {fitted['threshold']:.3f}" in str(result)
 
 
 def test_interned_states_are_sorted_ids_of_the_transitions(

@@ -76,7 +76,8 @@ def agent_name(cfg: RunConfig) -> str:
 def setup_line(cfg: RunConfig) -> str:
     """What ran: labeler, abstraction, reward-model threshold and agent model."""
     lab = cfg.labeling
-    target = f"precision target {lab.precision_target:g}" if lab.precision_target > 0 else "plain 0.5 cut"
+    per_type = ", per goal type" if lab.reward_model == "shared" else ", per goal"
+    target = f"precision target {lab.precision_target:g}{per_type}" if lab.precision_target > 0 else "plain 0.5 cut"
     return (f"Labeler: {labeler_name(cfg)}; abstraction: {lab.abstraction}; reward model: {lab.reward_model} "
             f"({target}); agent: {agent_name(cfg)}.")
 

@@ -5,8 +5,9 @@ seeded sample of at most ``labeling.reward_max_pairs`` pairs and hands it to Ray
 for the shared model, one per goal for the paper's per-goal models). Each task streams the
 request shards for the states of its pairs, encodes them batch by batch (features.py) and
 fits (reward_model.py); the threshold is set for ``labeling.precision_target`` on held-out
-pairs, per goal type where the shared model's held-out labels allow. A task's memory is the pairs' encoded inputs (17 K^2 + 80 bytes each) plus one request
-batch: bounded by the pair cap, whatever the number of goals or states.
+pairs, per goal type where the shared model's held-out labels allow. A task's memory is the
+pairs' encoded inputs (17 K^2 + 80 bytes each) plus one request batch: bounded by the pair
+cap, whatever the number of goals or states.
 """
 
 from __future__ import annotations

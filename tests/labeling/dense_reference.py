@@ -47,9 +47,10 @@ def dense_labels(cfg: RunConfig, run_dir: Path, max_goals: int | None = None) ->
         gid = row["goal_id"]
         abstract = abstract_batch(raw, parse_selection(row["selection"]))
         group = "shared" if meta["kind"] == "shared" else str(gid)
-        planes, vector = features.encode(abstract, features.goal_type_tag(goals[gid]), meta["radius"])
+        tag = features.goal_type_tag(goals[gid])
+        planes, vector = features.encode(abstract, tag, meta["radius"])
         p = reward_model.predict_proba(meta["kind"], weights[group], planes, vector)
-        label = p >= reward_model.decision_threshold(meta["groups"][group], features.goal_type_tag(goals[gid]))
+        label = p >= reward_model.decision_threshold(meta["groups"][group], tag)
         known = {}
         mine = llm.filter(pa.compute.equal(llm["goal_id"], gid))
         for state, pl, y in zip(mine["state"].to_pylist(), mine["p_llm"].to_pylist(), mine["llm_label"].to_pylist()):

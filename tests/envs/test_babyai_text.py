@@ -65,6 +65,7 @@ REFERENCE_FULL = (
 # west (0,1) 1. Ball: dx=2, dy=1 -> 2 forward, 1 right. Door: dx=2, dy=2 -> 2 forward, 2 right.
 REFERENCE_EGO = (
     "you face east. "
+    "in front: nothing. "
     "you carry nothing. "
     "walls: 4 forward, 1 left, 2 right, 1 behind. "
     "red ball 2 steps forward and 1 step right. "
@@ -145,6 +146,7 @@ def test_walled_layout_egocentric() -> None:
     # south (2,8) 3. Door: dx=2, dy=-1 -> 1 forward, 2 right.
     assert text == (
         "you face north. "
+        "in front: nothing. "
         "you carry a yellow key. "
         "walls: 3 forward, 2 left, 2 right, 3 behind. "
         "closed green door 1 step forward and 2 steps right."
@@ -159,7 +161,7 @@ def test_no_interior_walls_and_no_objects() -> None:
     )
     assert "interior" not in text
     assert render_egocentric(state_of(grid, (2, 1), 1)) == (
-        "you face south. you carry nothing. walls: 2 forward, 2 left, 2 right, 1 behind."
+        "you face south. in front: nothing. you carry nothing. walls: 2 forward, 2 left, 2 right, 1 behind."
     )
 
 
@@ -222,6 +224,7 @@ def test_egocentric_rotation(direction: int) -> None:
     # nearest first; ties: further forward first, then further left
     assert text == (
         f"you face {NAMES[direction]}. "
+        "in front: nothing. "
         "you carry nothing. "
         f"walls: {WALLS[direction]}. "
         "green key 1 step right. "
@@ -262,6 +265,27 @@ def test_abstract_state_lists_the_goal_object_before_nearer_obstacles() -> None:
         "obstacle 1 step forward. obstacle 2 steps right.")
 
 
+
+def test_in_front_names_the_faced_tile() -> None:
+    """The tile the agent faces gets a sentence of its own right after the heading: it decides
+    whether "forward" moves, and in the object list its place varies."""
+    from teduo_ray.labeling.abstraction import Selection, abstract_blobs
+
+    grid = room(8, 8)
+    put(grid, 4, 3, "key", "green")  # east of the agent at (3, 3)
+    put(grid, 3, 4, "ball", "red")  # south of it
+    put(grid, 2, 3, "door", "blue", "locked")  # west of it
+    ahead = {d: render_egocentric(state_of(grid, (3, 3), d)).split(". ")[1] for d in range(4)}
+    assert ahead == {0: "in front: green key", 1: "in front: red ball", 2: "in front: locked blue door",
+                     3: "in front: nothing"}
+    assert render_egocentric(state_of(grid, (1, 1), 3)).split(". ")[1] == "in front: wall"
+    blob = encode_state(grid, (3, 3), 1, None)
+    abstract = abstract_blobs([blob], Selection(goal_objects=(("red", "ball"),)))[0]
+    assert render_state(abstract, "egocentric").startswith("you face south. in front: goal object. ")
+    east = abstract_blobs([encode_state(grid, (3, 3), 0, None)], Selection(goal_objects=(("red", "ball"),)))[0]
+    assert render_state(east, "egocentric").startswith("you face east. in front: obstacle. ")
+
+
 # ---------------------------------------------------------------- a real multi-room layout
 
 
@@ -286,5 +310,5 @@ def test_full_render_lists_every_object_of_a_real_layout(layout_seed: int) -> No
             name = ("open " if obj.is_open else "locked " if obj.is_locked else "closed ") + name
         assert f"{name} at ({obj.cur_pos[0]}, {obj.cur_pos[1]})" in full
     assert n_objects > 4
-    # egocentric mode names one object per sentence after the three header sentences
-    assert len(ego.split(". ")) == 3 + n_objects
+    # egocentric mode names one object per sentence after the four header sentences
+    assert len(ego.split(". ")) == 4 + n_objects

@@ -159,8 +159,27 @@ def _wall_distance(state: GridState, vec: tuple[int, int]) -> int:
             return d
 
 
+def _in_front(state: GridState, vec: tuple[int, int]) -> str:
+    """What occupies the tile the agent faces: "nothing", "wall" or the object's name.
+
+    The tile decides whether "forward" moves and what "pick up" / "toggle" act on. It is also
+    in the object list ("obstacle 1 step forward"), but at a place that varies with the
+    other objects; a fixed sentence right after the heading lets a small model read it.
+    """
+    x, y = state.agent[0] + vec[0], state.agent[1] + vec[1]
+    if not (0 <= x < state.width and 0 <= y < state.height):
+        return "wall"
+    t, ch = int(state.grid[x, y, 0]), int(state.grid[x, y, 2])
+    if t == _WALL and not ch >> ROLE_SHIFT:
+        return "wall"
+    if t in _BACKGROUND and not ch >> ROLE_SHIFT:
+        return "nothing"
+    return _object_name(t, int(state.grid[x, y, 1]), ch)
+
+
 def render_egocentric(state: GridState) -> str:
-    """Egocentric description: heading, inventory, wall distances, objects relative to the agent.
+    """Egocentric description: heading, the faced tile, inventory, wall distances, objects
+    relative to the agent.
 
     Objects are listed nearest first, except that in abstract states the goal-relevant ones
     (goal object, goal location) come before every obstacle: always at the same place in the
@@ -176,7 +195,8 @@ def render_egocentric(state: GridState) -> str:
         f"{_wall_distance(state, vec)} {name}"
         for vec, name in ((fwd, "forward"), (left, "left"), (right, "right"), (back, "behind"))
     )
-    parts = [f"you face {DIR_NAMES[f]}", _carrying_text(state), f"walls: {walls}"]
+    parts = [f"you face {DIR_NAMES[f]}", f"in front: {_in_front(state, fwd)}", _carrying_text(state),
+             f"walls: {walls}"]
     ax, ay = state.agent
     rel = []
     for x, y, name in _objects(state):

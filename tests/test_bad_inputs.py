@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from teduo_ray.envs.babyai.text import TEXT_FORMAT
 from teduo_ray.rundir import RunDir, StageManifest
 from teduo_ray.schemas import SFT_TABLE
 from tests.conftest import run_teduo
@@ -239,12 +240,26 @@ def test_base_model_missing(tmp_path: Path) -> None:
 
 def test_finetuned_model_without_tokenizer_at_evaluate(tmp_path: Path) -> None:
     run = RunDir(str(tmp_path))
-    run.write_json({"stage": "finetune", "config_hash": "x", "complete": True}, "finetune", "_manifest.json")
+    run.write_json({"stage": "finetune", "config_hash": "x", "complete": True, "text_format": TEXT_FORMAT["egocentric"]},
+                   "finetune", "_manifest.json")
     model_without_tokenizer(tmp_path / "finetune" / "model")
     before = snapshot(tmp_path)
     out = run_teduo("evaluate", "jobs/tiny.yaml", f"run_dir={tmp_path}", "eval.methods=[random,finetuned]")
     assert_one_error(out, "the fine-tuned model: no usable tokenizer")
     assert "run `teduo finetune` again" in out.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_finetuned_model_on_an_older_state_text_at_evaluate(tmp_path: Path) -> None:
+    """A model fine-tuned before the egocentric text changed (no text_format recorded = 1)
+    would read unfamiliar prompts: one error saying what to re-run, nothing written."""
+    run = RunDir(str(tmp_path))
+    run.write_json({"stage": "finetune", "config_hash": "x", "complete": True}, "finetune", "_manifest.json")
+    model_without_tokenizer(tmp_path / "finetune" / "model")
+    before = snapshot(tmp_path)
+    out = run_teduo("evaluate", "jobs/tiny.yaml", f"run_dir={tmp_path}", "eval.methods=[random,finetuned]")
+    assert_one_error(out, "was trained on egocentric state text of format 1")
+    assert "run `teduo distill` and `teduo finetune` again" in out.stderr
     assert snapshot(tmp_path) == before
 
 

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from teduo_ray.config import RunConfig, stable_hash
 from teduo_ray.data.intern import STATES, StateReader
+from teduo_ray.envs.babyai.text import TEXT_FORMAT
 from teduo_ray.layout import POLICIES, SFT
 from teduo_ray.rl.learn import learn_hash, load_mdp, read_achieved
 from teduo_ray.rundir import RunDir, StageManifest
@@ -194,7 +195,8 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     abstractions = {r["goal_id"]: r for r in run.read(ABSTRACTIONS_TABLE).to_pylist()}
     abstract = cfg.labeling.abstraction != "none"
     rl = cfg.rl
-    config_hash = stable_hash([learn_hash(cfg), cfg.env.text_mode, rl.rollout_max_steps, rl.sft_states,
+    text = [cfg.env.text_mode, TEXT_FORMAT[cfg.env.text_mode]]  # a new rendering re-makes the SFT data
+    config_hash = stable_hash([learn_hash(cfg), *text, rl.rollout_max_steps, rl.sft_states,
                                *([rl.sft_max_examples_per_goal, cfg.seed] if rl.sft_max_examples_per_goal else [])])
     manifest = StageManifest.load_or_create(run, SFT, config_hash, len(policies["shards"]), replace_stale=True)
     manifest.verified(run)

@@ -35,7 +35,7 @@ from teduo_ray.config import RunConfig
 from teduo_ray.errors import DataError, TeduoError
 from teduo_ray.rundir import RunDir, is_remote, run_uri, upload_dir
 from teduo_ray.schemas import SFT_TABLE
-from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir
+from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir, text_format
 
 SFT = "sft"
 
@@ -244,7 +244,8 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
         raise DataError(f"{run.path(SFT)} has {n_train} training and {n_val} validation examples; need at least "
                         f"sft.num_workers={cfg.sft.num_workers} in each (collect more data or raise sft.val_fraction)")
     model_dir = base_model_dir(cfg)
-    run.write_json({"stage": FINETUNE, "config_hash": config_hash, "complete": False}, FINETUNE, "_manifest.json")
+    run.write_json({"stage": FINETUNE, "config_hash": config_hash, "complete": False,
+                    "text_format": text_format(cfg)}, FINETUNE, "_manifest.json")
     init_ray(cfg.ray)
     datasets = tokenized_datasets(run.read(SFT_TABLE, list(REQUIRED_KEYS)), model_dir, cfg.seed, cfg.sft.val_fraction,
                                   cfg.sft.max_seq_len, answer_actions=cfg.sft.answer_actions,
@@ -279,8 +280,8 @@ def finetune(cfg: RunConfig, progress: bool = True, fail_at_step: int = 0) -> Fi
         "base_model": model_dir, "lora": cfg.sft.lora_rank > 0, "lora_merged": cfg.sft.lora_merge,
     }
     run.write_json({"summary": summary, "history": state["history"]}, FINETUNE, "history.json")
-    run.write_json({"stage": FINETUNE, "config_hash": config_hash, "complete": True, **summary},
-                   FINETUNE, "_manifest.json")
+    run.write_json({"stage": FINETUNE, "config_hash": config_hash, "complete": True,
+                    "text_format": text_format(cfg), **summary}, FINETUNE, "_manifest.json")
     return FinetuneResult(out, n_train, summary["val_examples"], state["step"], best["val_loss"],
                           best["val_first_action_acc"], last["tokens_per_s"], last["startup_s"],
                           state.get("resumed_from_step"), time.perf_counter() - start)

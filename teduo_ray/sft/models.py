@@ -14,7 +14,9 @@ llm/tiny.py; this module only decides which directory (local or a run-directory 
 from __future__ import annotations
 
 from teduo_ray.config import RunConfig
-from teduo_ray.errors import TeduoError
+from teduo_ray.envs.babyai.text import TEXT_FORMAT
+from teduo_ray.errors import ModelError, TeduoError
+from teduo_ray.layout import SFT
 from teduo_ray.llm.loading import local_model_dir
 from teduo_ray.modelcheck import validate_model_dir
 from teduo_ray.rundir import RunDir, run_uri
@@ -71,17 +73,30 @@ def base_model_dir(cfg: RunConfig) -> str:
                           "the tiny model")
 
 
+def text_format(cfg: RunConfig) -> int:
+    """The version of the state text the agent reads (``env.text_mode``'s rendering)."""
+    return TEXT_FORMAT[cfg.env.text_mode]
+
+
 def final_model_dir(cfg: RunConfig) -> str:
     """The exported fine-tuned model (``RUN/finetune/model``; a URI on a remote run directory).
 
     Raises:
         TeduoError: ``teduo finetune`` has not finished for this run directory.
+        ModelError: the model was fine-tuned on another version of the state text.
     """
     run = RunDir(cfg.run_dir)
     manifest = run.read_json(FINETUNE, "_manifest.json") if run.exists(FINETUNE, "_manifest.json") else {}
     if not manifest.get("complete") or not run.exists(FINETUNE, EXPORT, "config.json") and not run.exists(
             FINETUNE, EXPORT, "adapter_config.json"):
         raise TeduoError(f"no fine-tuned model in {run.path(FINETUNE, EXPORT)}: run `teduo finetune` first")
+    trained_on = manifest.get("text_format", 1)  # runs from before the version was recorded: 1
+    if trained_on != text_format(cfg):
+        raise ModelError(
+            f"the fine-tuned model in {run.path(FINETUNE, EXPORT)} was trained on {cfg.env.text_mode} state text "
+            f"of format {trained_on}, this version of teduo-ray writes format {text_format(cfg)} (see "
+            f"envs/babyai/text.py TEXT_FORMAT): delete {run.path(SFT)} and {run.path(FINETUNE)} (and "
+            f"{run.path(*TINY_DIR)} with sft.model=tiny), then run `teduo distill` and `teduo finetune` again")
     uri = run_uri(run, FINETUNE, EXPORT)
     validate_model_dir(local_model_dir(uri), "the fine-tuned model",
                        fix=f"delete {run.path(FINETUNE)} and run `teduo finetune` again")

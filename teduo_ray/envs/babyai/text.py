@@ -22,6 +22,12 @@ from teduo_ray.envs.babyai.constants import (
 )
 from teduo_ray.envs.babyai.state import GridState, decode_state
 
+# Version of each text mode's rendering, bumped whenever what it writes changes: a model
+# fine-tuned on one version reads another version's prompts as unfamiliar text, so the SFT
+# data's hash includes it and evaluation refuses a model trained on another version.
+# egocentric 2 (2026-12-06): the "in front: ..." sentence.
+TEXT_FORMAT = {"full": 1, "egocentric": 2}
+
 _BACKGROUND = {OBJECT_TO_IDX["unseen"], OBJECT_TO_IDX["empty"], OBJECT_TO_IDX["floor"]}
 _WALL = OBJECT_TO_IDX["wall"]
 _DOOR = OBJECT_TO_IDX["door"]
@@ -211,4 +217,4 @@ def render_egocentric(state: GridState) -> str:
 
 
 
-__all__ = ["render_state", "render_full", "render_egocentric"]
+__all__ = ["TEXT_FORMAT", "render_state", "render_full", "render_egocentric"]

@@ -238,29 +238,29 @@ def test_base_model_missing(tmp_path: Path) -> None:
     assert_one_error(out, "does not exist")
 
 
-def test_finetuned_model_without_tokenizer_at_evaluate(tmp_path: Path) -> None:
-    run = RunDir(str(tmp_path))
-    run.write_json({"stage": "finetune", "config_hash": "x", "complete": True, "text_format": TEXT_FORMAT["egocentric"]},
-                   "finetune", "_manifest.json")
+def _evaluate_finetuned(tmp_path: Path, manifest: dict[str, object], error: str, fix: str) -> None:
+    """A finished-looking finetune (manifest + a model without tokenizer): `teduo evaluate`
+    stops with one error naming ``error`` and ``fix``, and writes nothing."""
+    RunDir(str(tmp_path)).write_json({"stage": "finetune", "config_hash": "x", "complete": True, **manifest},
+                                     "finetune", "_manifest.json")
     model_without_tokenizer(tmp_path / "finetune" / "model")
     before = snapshot(tmp_path)
     out = run_teduo("evaluate", "jobs/tiny.yaml", f"run_dir={tmp_path}", "eval.methods=[random,finetuned]")
-    assert_one_error(out, "the fine-tuned model: no usable tokenizer")
-    assert "run `teduo finetune` again" in out.stderr
+    assert_one_error(out, error)
+    assert fix in out.stderr
     assert snapshot(tmp_path) == before
+
+
+def test_finetuned_model_without_tokenizer_at_evaluate(tmp_path: Path) -> None:
+    _evaluate_finetuned(tmp_path, {"text_format": TEXT_FORMAT["egocentric"]},
+                        "the fine-tuned model: no usable tokenizer", "run `teduo finetune` again")
 
 
 def test_finetuned_model_on_an_older_state_text_at_evaluate(tmp_path: Path) -> None:
     """A model fine-tuned before the egocentric text changed (no text_format recorded = 1)
     would read unfamiliar prompts: one error saying what to re-run, nothing written."""
-    run = RunDir(str(tmp_path))
-    run.write_json({"stage": "finetune", "config_hash": "x", "complete": True}, "finetune", "_manifest.json")
-    model_without_tokenizer(tmp_path / "finetune" / "model")
-    before = snapshot(tmp_path)
-    out = run_teduo("evaluate", "jobs/tiny.yaml", f"run_dir={tmp_path}", "eval.methods=[random,finetuned]")
-    assert_one_error(out, "was trained on egocentric state text of format 1")
-    assert "run `teduo distill` and `teduo finetune` again" in out.stderr
-    assert snapshot(tmp_path) == before
+    _evaluate_finetuned(tmp_path, {}, "was trained on egocentric state text of format 1",
+                        "run `teduo distill` and `teduo finetune` again")
 
 
 # ---- interrupted runs: resume repairs what it would have skipped -----------------------------------

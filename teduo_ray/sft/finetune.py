@@ -33,11 +33,10 @@ from typing import Any
 
 from teduo_ray.config import RunConfig
 from teduo_ray.errors import DataError, TeduoError
+from teduo_ray.layout import SFT
 from teduo_ray.rundir import RunDir, is_remote, run_uri, upload_dir
 from teduo_ray.schemas import SFT_TABLE
 from teduo_ray.sft.models import EXPORT, FINETUNE, base_model_dir, text_format
-
-SFT = "sft"
 
 
 @dataclass(frozen=True)

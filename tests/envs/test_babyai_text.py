@@ -265,7 +265,6 @@ def test_abstract_state_lists_the_goal_object_before_nearer_obstacles() -> None:
         "obstacle 1 step forward. obstacle 2 steps right.")
 
 
-
 def test_in_front_names_the_faced_tile() -> None:
     """The tile the agent faces gets a sentence of its own right after the heading: it decides
     whether "forward" moves, and in the object list its place varies."""

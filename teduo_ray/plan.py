@@ -77,7 +77,7 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
     capped = bool(rl.sft_max_examples_per_goal)
     if capped:
         per_goal = min(per_goal, rl.sft_max_examples_per_goal)
-    examples = train * per_goal
+    examples = train * per_goal * (2 if rl.sft_mirror else 1)
     train_examples = examples * (1 - sft.val_fraction)
     steps = math.ceil(train_examples / (sft.batch_size * sft.num_workers)) * sft.epochs
     base_radius = min(rl.baseline_view_radius or view_radius(width, height), view_radius(width, height))
@@ -111,7 +111,8 @@ def plan_rows(cfg: RunConfig) -> list[dict[str, Any]]:
          "size": "one RLlib checkpoint per algorithm"},
         {"stage": "distill", "units": f"{math.ceil(train / rl.goals_per_shard)} rollout tasks",
          "resources": f"{rl.actor_cpus} CPU/task, <= {_fmt(distill_mb)} MiB/task (goals_per_shard={rl.goals_per_shard})",
-         "size": (f"<= {_fmt(per_goal)} SFT examples per goal (rl.sft_max_examples_per_goal), <= {_fmt(examples)} in all"
+         "size": (f"<= {_fmt(per_goal)} SFT examples per goal (rl.sft_max_examples_per_goal)"
+                  + (", each also mirrored (rl.sft_mirror)" if rl.sft_mirror else "") + f", <= {_fmt(examples)} in all"
                   if capped else "SFT examples: per goal its states that reach the goal; uncapped, "
                   "so set rl.sft_max_examples_per_goal to bound fine-tuning")},
         {"stage": "finetune", "units": f"{sft.num_workers} Ray Train workers, ZeRO-{sft.zero_stage}"

@@ -29,6 +29,10 @@ class RLConfig:
         sft_max_examples_per_goal: at most this many SFT examples per goal (a seeded
             uniform sample of its examples; 0 = all): keeps fine-tuning within a budget on
             large datasets, and is recorded in the SFT manifest and the report.
+        sft_mirror: also write each kept example's left-right mirror image (the state
+            mirrored, left and right turns swapped in the answer; BabyAI's dynamics are
+            mirror-symmetric, so the answer still reaches the goal): twice the examples
+            (after the cap), twice the obstacle configurations, the same labels.
         baselines: offline deep-RL baselines the `baselines` stage trains with RLlib on the
             same labels: "bc" (goal-conditioned behaviour cloning, RLlib BC) and "cql"
             (discrete CQL: RLlib's DQN module and learner plus the CQL(H) penalty, since
@@ -59,6 +63,7 @@ class RLConfig:
     rollout_max_steps: int = 64
     sft_states: Literal["starts", "visited"] = "visited"
     sft_max_examples_per_goal: int = 0
+    sft_mirror: bool = False
     baselines: tuple[Literal["bc", "cql"], ...] = ("bc", "cql")
     baseline_bc_data: Literal["successful", "all"] = "successful"
     baseline_max_rows: int = 20_000

@@ -179,8 +179,11 @@ def build(cfg: RunConfig, run: RunDir) -> tuple[list[Block], dict[str, bytes], d
             mean = sum(fractions) / len(fractions)
             rows = sum(int(r["rows"]) for r in sft["shards"].values())
             uncapped = sum(int(g.get("examples", 0)) for g in goals)
+            kept = sum(int(g.get("kept", g.get("examples", 0))) for g in goals)
             capped = (f" (capped from {uncapped} by rl.sft_max_examples_per_goal: a seeded sample of each "
-                      f"goal's examples)" if uncapped > rows else "")
+                      f"goal's examples)" if uncapped > kept else "")
+            if rows > kept:
+                capped += f", {kept} of them also mirrored left-right (rl.sft_mirror)"
             blocks += [("h", "Distillation data"),
                        ("p", f"{rows} SFT examples{capped}; the greedy Q "
                              f"policy reaches the goal from {mean:.1%} of start states per goal on average."),

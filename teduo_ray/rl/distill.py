@@ -8,7 +8,9 @@ dropped. One example = (goal text, state text) -> the action list. The state tex
 goal's abstract state when abstraction is on (the agent is queried on abstract states at
 test time too). Written as ``sft/part-XXXXX.parquet`` (one per policy shard), resumable.
 ``rl.sft_max_examples_per_goal`` caps a goal's examples (a seeded uniform sample); the SFT
-manifest records per goal how many there were and how many were kept. A task reads only the
+manifest records per goal how many there were and how many were kept. With ``rl.sft_mirror``
+each kept example is written twice: as it is and as its left-right mirror image (same state
+id, so both fall in the same train/validation split). A task reads only the
 states its examples show (data/intern.py's StateReader), never the whole states table.
 """
 
@@ -108,8 +110,10 @@ def cap_examples(examples: list[tuple[int, np.ndarray]], max_examples: int, seed
 
 
 def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mode: str, max_steps: int,
-                  num_actions: int, visited: bool = True, max_examples: int = 0, seed: int = 0) -> dict[str, Any]:
+                  num_actions: int, visited: bool = True, max_examples: int = 0, seed: int = 0,
+                  mirror: bool = False) -> dict[str, Any]:
     """Roll out one policy shard's goals and write its SFT rows (a Ray task)."""
+    from teduo_ray.envs.babyai.constants import MIRROR_ACTION
     from teduo_ray.envs.babyai.state import StateBatch
     from teduo_ray.envs.babyai.text import render_state
     from teduo_ray.labeling.abstraction import abstract_batch, parse_selection
@@ -141,13 +145,18 @@ def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mod
         rows = np.searchsorted(needed, np.array([sid for sid, _ in kept], dtype=np.int64))
         batch = StateBatch(raw.grids[rows], raw.header[rows])
         selection = parse_selection(goal["selection"]) if goal["abstract"] else None
-        shown = abstract_batch(batch, selection).to_blobs() if selection is not None and len(rows) else batch.to_blobs()
-        for (sid, plan), blob in zip(kept, shown):
-            cols["goal_id"].append(goal["goal_id"])
-            cols["goal_text"].append(goal["text"])
-            cols["state_id"].append(int(sid))
-            cols["state_text"].append(render_state(blob, text_mode))
-            cols["actions"].append(plan.tolist())
+        shown = abstract_batch(batch, selection) if selection is not None and len(rows) else batch
+        views = [(shown, kept)]
+        if mirror:
+            swap = np.asarray(MIRROR_ACTION, dtype=np.int8)
+            views.append((shown.mirrored(), [(sid, swap[plan]) for sid, plan in kept]))
+        for states, examples in views:
+            for (sid, plan), blob in zip(examples, states.to_blobs()):
+                cols["goal_id"].append(goal["goal_id"])
+                cols["goal_text"].append(goal["text"])
+                cols["state_id"].append(int(sid))
+                cols["state_text"].append(render_state(blob, text_mode))
+                cols["actions"].append(plan.tolist())
     table = pa.table(cols, schema=SFT_SCHEMA)
     return {"name": name, **run.write_shard(table, SFT, f"{name}.parquet"), "goals": stats}
 
@@ -163,10 +172,14 @@ class DistillResult:
     mean_reachable: float
     seconds: float
     uncapped: int = 0
+    mirrored: bool = False
 
     def __str__(self) -> str:
+        kept = self.examples // 2 if self.mirrored else self.examples
         capped = (f" (capped from {self.uncapped} by rl.sft_max_examples_per_goal)"
-                  if self.uncapped > self.examples else "")
+                  if self.uncapped > kept else "")
+        if self.mirrored:
+            capped = f": {kept}{capped} and their left-right mirror images (rl.sft_mirror)"
         return (f"distill: {self.examples} SFT examples{capped} from {self.goals} goals x {self.start_states} start "
                 f"states; reachable start states per goal {self.mean_reachable:.1%} on average "
                 f"at {self.path} [{self.seconds:.1f}s]")
@@ -197,7 +210,8 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     rl = cfg.rl
     text = [cfg.env.text_mode, TEXT_FORMAT[cfg.env.text_mode]]  # a new rendering re-makes the SFT data
     config_hash = stable_hash([learn_hash(cfg), *text, rl.rollout_max_steps, rl.sft_states,
-                               *([rl.sft_max_examples_per_goal, cfg.seed] if rl.sft_max_examples_per_goal else [])])
+                               *([rl.sft_max_examples_per_goal, cfg.seed] if rl.sft_max_examples_per_goal else []),
+                               *(["mirror"] if rl.sft_mirror else [])])
     manifest = StageManifest.load_or_create(run, SFT, config_hash, len(policies["shards"]), replace_stale=True)
     manifest.verified(run)
     run.remove_temporaries(SFT)
@@ -210,7 +224,8 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
             goals = [{"goal_id": g, "text": abstractions[g]["text"], "selection": abstractions[g]["selection"],
                       "abstract": abstract} for g in policies["shards"][name]["goal_ids"]]
             refs.append(task.remote(cfg.run_dir, name, goals, cfg.env.text_mode, rl.rollout_max_steps,
-                                    NUM_ACTIONS, rl.sft_states == "visited", rl.sft_max_examples_per_goal, cfg.seed))
+                                    NUM_ACTIONS, rl.sft_states == "visited", rl.sft_max_examples_per_goal, cfg.seed,
+                                    rl.sft_mirror))
         with progress_bar("distill", len(refs), "shard", disable=not progress) as bar:
             for record in as_completed(refs):
                 manifest.add(run, record)
@@ -222,4 +237,5 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     reach = [g["reachable"] / g["start_states"] for g in goal_stats if g["start_states"]]
     uncapped = sum(int(g.get("examples", 0)) for g in goal_stats)
     return DistillResult(run.path(SFT), manifest.rows, len(goal_stats), starts,
-                         float(np.mean(reach)) if reach else 0.0, time.perf_counter() - start, uncapped)
+                         float(np.mean(reach)) if reach else 0.0, time.perf_counter() - start, uncapped,
+                         rl.sft_mirror)

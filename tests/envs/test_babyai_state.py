@@ -139,3 +139,40 @@ def test_the_world_reuses_the_grid_encoding_only_while_the_grid_is_unchanged() -
                 changed += 1
             assert world.state() == state_from_env(world.u)
     assert changed > 10  # the episodes did pick up, drop and toggle
+
+
+def test_mirror_image_is_an_involution_on_a_non_square_grid() -> None:
+    from teduo_ray.envs.babyai.state import StateBatch
+
+    blobs = [encode_state(_hand_grid(), (4, 3), d, None) for d in range(4)]
+    once = StateBatch.from_blobs(blobs).mirrored()
+    assert once.to_blobs() != blobs
+    assert once.mirrored().to_blobs() == blobs
+    first = decode_state(once.to_blobs()[0])  # facing east -> west, x -> width - 1 - x
+    assert first.agent == (2, 3) and first.direction == 2
+    assert tuple(first.grid[3, 2]) == (OBJECT_TO_IDX["ball"], COLOR_TO_IDX["red"], 0)
+    assert tuple(first.grid[1, 1]) == (OBJECT_TO_IDX["door"], COLOR_TO_IDX["blue"], 2)
+
+
+def test_mirrored_actions_in_the_mirrored_world_give_the_mirrored_states() -> None:
+    """What rl.sft_mirror relies on: minigrid's dynamics are mirror-symmetric. A real world
+    plays random actions; a second real world, set to the mirror image, plays the mirrored
+    actions; after every step its state is the mirror image of the first's."""
+    from minigrid.core.grid import Grid
+
+    from teduo_ray.envs.babyai.constants import MIRROR_ACTION
+    from teduo_ray.envs.babyai.state import StateBatch
+
+    rng = np.random.default_rng(0)
+    for layout in range(6):
+        world, twin = BabyAIWorld("BabyAI-GoToLocal-v0"), BabyAIWorld("BabyAI-GoToLocal-v0")
+        start = world.reset(layout, np.random.default_rng(layout))
+        twin.reset(layout, np.random.default_rng(layout))
+        image = decode_state(StateBatch.from_blobs([start]).mirrored().to_blobs()[0])
+        twin.u.grid = Grid.decode(np.array(image.grid))[0]
+        twin.u.agent_pos, twin.u.agent_dir, twin.u.carrying = image.agent, image.direction, None
+        twin._grid = None
+        for action in rng.integers(0, 6, size=40):
+            world.step(int(action))
+            twin.step(MIRROR_ACTION[int(action)])
+            assert twin.state() == StateBatch.from_blobs([world.state()]).mirrored().to_blobs()[0]

@@ -311,3 +311,29 @@ def test_full_render_lists_every_object_of_a_real_layout(layout_seed: int) -> No
     assert n_objects > 4
     # egocentric mode names one object per sentence after the four header sentences
     assert len(ego.split(". ")) == 4 + n_objects
+
+
+def test_mirror_image_swaps_left_and_right_in_the_text() -> None:
+    """The egocentric text of a mirrored state is the original's with left <-> right and
+    east <-> west (the objects may be listed in another order among equals)."""
+    import re
+
+    from teduo_ray.envs.babyai.state import StateBatch
+    from teduo_ray.envs.babyai.world import BabyAIWorld
+
+    swap = {"left": "right", "right": "left", "east": "west", "west": "east"}
+
+    def sentences(text: str) -> list[str]:
+        return sorted(", ".join(sorted(s.strip().split(", "))) for s in text.split(".") if s.strip())
+
+    world = BabyAIWorld("BabyAI-GoToLocal-v0")
+    rng = np.random.default_rng(0)
+    for layout in range(20):
+        state = world.reset(layout, np.random.default_rng(layout))
+        for action in rng.integers(0, 6, size=int(rng.integers(0, 8))):
+            world.step(int(action))
+            state = world.state()
+        image = StateBatch.from_blobs([state]).mirrored().to_blobs()[0]
+        text = render_state(state, "egocentric")
+        swapped = re.sub(r"\b(left|right|east|west)\b", lambda m: swap[m.group(1)], text)
+        assert sentences(render_state(image, "egocentric")) == sentences(swapped)

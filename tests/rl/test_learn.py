@@ -89,6 +89,32 @@ def test_sft_rows_replay_in_the_empirical_model(labeled: Path, tmp_path: Path) -
         assert row["goal_text"] and row["state_text"]
 
 
+def test_mirrored_sft_rows_are_the_mirror_images(labeled: Path, tmp_path: Path) -> None:
+    """rl.sft_mirror: every kept example once as it is and once mirrored (same goal and state
+    id, so the same split; left and right turns swapped in the answer and the text)."""
+    from teduo_ray.envs.babyai.constants import MIRROR_ACTION
+
+    plain, mirrored = copy_run(labeled, tmp_path / "plain"), copy_run(labeled, tmp_path / "mirrored")
+    for run, extra in ((plain, ()), (mirrored, ("rl.sft_mirror=true",))):
+        learn(small_config(run, *FAST, *extra), progress=False)
+        result = distill(small_config(run, *FAST, *extra), progress=False)
+    assert "mirror images" in str(result)
+    rows = read(plain, "sft").to_pylist()
+    both = read(mirrored, "sft").to_pylist()
+    assert len(both) == 2 * len(rows) > 0
+    by_key: dict[tuple[int, int], list[dict]] = {}
+    for row in both:
+        by_key.setdefault((row["goal_id"], row["state_id"]), []).append(row)
+    for row in rows:
+        pair = by_key[(row["goal_id"], row["state_id"])]
+        assert len(pair) == 2 and row in pair
+        other = pair[1 - pair.index(row)]
+        assert other["actions"] == [MIRROR_ACTION[a] for a in row["actions"]]
+        assert other["goal_text"] == row["goal_text"]
+        if " left" in row["state_text"] or " right" in row["state_text"]:
+            assert other["state_text"] != row["state_text"]
+
+
 def test_sparse_policies_equal_a_dense_reference(labeled: Path, tmp_path: Path) -> None:
     """On a collected run, what `learn` stores (per goal: the states the goal is reachable
     from, greedy action, steps) is the dense Q table's content, computed the plain way: dense

@@ -49,6 +49,11 @@ ACTION_NAMES: tuple[str, ...] = (
     "done",
 )
 NUM_ACTIONS = len(ACTION_NAMES)
+# Each action's counterpart in the left-right mirror image of the world (StateBatch.mirrored):
+# turning left there is turning right here; the other actions do not depend on handedness.
+MIRROR_ACTION: tuple[int, ...] = (1, 0, 2, 3, 4, 5, 6)
+# Each facing direction's counterpart in that mirror image (x flips: east <-> west).
+MIRROR_DIR: tuple[int, ...] = (2, 1, 0, 3)
 
 # The BabyAI levels minigrid 3.2 registers (ids "BabyAI-<name>"), mirrored so that config
 # validation names a typo without importing minigrid (a test checks the list against it).

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from teduo_ray.envs.babyai.constants import CARRY_ROLE_SHIFT, DIR_TO_VEC
+from teduo_ray.envs.babyai.constants import CARRY_ROLE_SHIFT, DIR_TO_VEC, MIRROR_DIR
 
 HEADER_SIZE = 7
 
@@ -108,3 +108,16 @@ class StateBatch:
 
     def __len__(self) -> int:
         return len(self.grids)
+
+    def mirrored(self) -> StateBatch:
+        """The left-right mirror image of every state (x -> width - 1 - x, east <-> west).
+
+        BabyAI's dynamics are mirror-symmetric: a plan that reaches a goal from a state,
+        with left and right turns swapped (constants.MIRROR_ACTION), reaches it from the
+        mirror image. Distill uses it to show the agent twice the obstacle configurations
+        (rl.sft_mirror). Role bits and what is carried are kept.
+        """
+        header = self.header.copy()
+        header[:, 2] = header[:, 0] - 1 - header[:, 2]
+        header[:, 4] = np.asarray(MIRROR_DIR, dtype=np.uint8)[header[:, 4]]
+        return StateBatch(np.ascontiguousarray(self.grids[:, ::-1]), header)

@@ -118,6 +118,7 @@ def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mod
     from teduo_ray.envs.babyai.text import render_state
     from teduo_ray.labeling.abstraction import abstract_batch, parse_selection
 
+    swap = np.asarray(MIRROR_ACTION, dtype=np.int8)
     run = RunDir(run_dir)
     mdp = load_mdp(run, num_actions)
     ids = run.read_table(STATES, "transitions.parquet").select(["state_id", "step"])
@@ -148,7 +149,6 @@ def distill_shard(run_dir: str, name: str, goals: list[dict[str, Any]], text_mod
         shown = abstract_batch(batch, selection) if selection is not None and len(rows) else batch
         views = [(shown, kept)]
         if mirror:
-            swap = np.asarray(MIRROR_ACTION, dtype=np.int8)
             views.append((shown.mirrored(), [(sid, swap[plan]) for sid, plan in kept]))
         for states, examples in views:
             for (sid, plan), blob in zip(examples, states.to_blobs()):
@@ -172,14 +172,13 @@ class DistillResult:
     mean_reachable: float
     seconds: float
     uncapped: int = 0
-    mirrored: bool = False
+    kept: int = 0
 
     def __str__(self) -> str:
-        kept = self.examples // 2 if self.mirrored else self.examples
         capped = (f" (capped from {self.uncapped} by rl.sft_max_examples_per_goal)"
-                  if self.uncapped > kept else "")
-        if self.mirrored:
-            capped = f": {kept}{capped} and their left-right mirror images (rl.sft_mirror)"
+                  if self.uncapped > self.kept else "")
+        if self.examples > self.kept:  # rows beyond the kept examples are their mirror images
+            capped = f": {self.kept}{capped} and their left-right mirror images (rl.sft_mirror)"
         return (f"distill: {self.examples} SFT examples{capped} from {self.goals} goals x {self.start_states} start "
                 f"states; reachable start states per goal {self.mean_reachable:.1%} on average "
                 f"at {self.path} [{self.seconds:.1f}s]")
@@ -236,6 +235,6 @@ def distill(cfg: RunConfig, progress: bool = True) -> DistillResult:
     starts = max((g["start_states"] for g in goal_stats), default=0)
     reach = [g["reachable"] / g["start_states"] for g in goal_stats if g["start_states"]]
     uncapped = sum(int(g.get("examples", 0)) for g in goal_stats)
+    kept = sum(int(g.get("kept", g.get("examples", 0))) for g in goal_stats)
     return DistillResult(run.path(SFT), manifest.rows, len(goal_stats), starts,
-                         float(np.mean(reach)) if reach else 0.0, time.perf_counter() - start, uncapped,
-                         rl.sft_mirror)
+                         float(np.mean(reach)) if reach else 0.0, time.perf_counter() - start, uncapped, kept)
